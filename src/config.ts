@@ -1,0 +1,300 @@
+// The daemon's configuration (SPEC §11): environment, an optional .env file and kebab-case flags, validated once
+// into one frozen object. Nothing else in src/ reads process.env.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { ConfigError } from './errors.js';
+
+export type ResamplerQuality = 'sinc_fastest' | 'sinc_medium' | 'sinc_best';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface DatabaseConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+export interface Config {
+  podIp: string;
+  audiosocketListen: HostPort;
+  httpListen: HostPort;
+  httpAuthToken: string;
+  prometheusListen: HostPort;
+  prometheusEndpoint: string;
+  database: DatabaseConfig;
+  redis: { host: string; port: number; password: string; database: number };
+  rabbitmqAddress: string;
+  unknownCalls: 'accept' | 'reject';
+  callManager: boolean;
+  defaults: {
+    llmType: string;
+    sttType: string;
+    ttsType: string;
+    ttsVoiceId: string;
+    systemPrompt: string;
+  };
+  keys: {
+    openai: string;
+    xai: string;
+    deepgram: string;
+    cartesia: string;
+  };
+  openaiBaseUrl: string;
+  deepgramBaseUrl: string;
+  cartesiaBaseUrl: string;
+  sphinxJsgf: string;
+  resamplerQuality: ResamplerQuality;
+  idleTimeoutSeconds: number;
+  shutdownGraceSeconds: number;
+  audiosocketHandshakeTimeoutMs: number;
+  audiosocketMaxFrameBytes: number;
+  logLevel: LogLevel;
+}
+
+/** Every variable the daemon reads, with its default ('' = unset). The order is the README's. */
+export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValue: string, doc: string]> = [
+  ['POD_IP', '127.0.0.1', "This instance's host id: stored as host_id, suffix of its per-host RPC queue, the host Asterisk connects to"],
+  ['AUDIOSOCKET_LISTEN_ADDRESS', '${POD_IP}:8080', 'TCP address of the Audiosocket server'],
+  ['HTTP_LISTEN_ADDRESS', '127.0.0.1:8001', 'HTTP server: /healthz, /readyz, WebSocket media/monitor'],
+  ['HTTP_AUTH_TOKEN', '', 'When set, WebSocket upgrades need `Authorization: Bearer <token>` or `?token=`'],
+  ['PROMETHEUS_LISTEN_ADDRESS', ':2112', 'Metrics HTTP listener'],
+  ['PROMETHEUS_ENDPOINT', '/metrics', 'Metrics path'],
+  ['DATABASE_DSN', 'mysql://root@127.0.0.1:3306/pipecat', 'MySQL/MariaDB; the Go form user:pass@tcp(host:port)/db is accepted too'],
+  ['REDIS_ADDRESS', '127.0.0.1:6379', 'Redis host:port'],
+  ['REDIS_PASSWORD', '', 'Redis password'],
+  ['REDIS_DATABASE', '1', 'Redis database index'],
+  ['RABBITMQ_ADDRESS', 'amqp://guest:guest@127.0.0.1:5672', 'RabbitMQ URL'],
+  ['UNKNOWN_CALLS', 'accept', 'Audiosocket connection with an unknown UUID: accept (create a call with the defaults) or reject'],
+  ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination'],
+  ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls'],
+  ['DEFAULT_STT_TYPE', 'sphinx', 'STT for unknown Audiosocket calls'],
+  ['DEFAULT_TTS_TYPE', 'espeak', 'TTS for unknown Audiosocket calls'],
+  ['DEFAULT_TTS_VOICE_ID', '', 'TTS voice for unknown Audiosocket calls'],
+  ['DEFAULT_SYSTEM_PROMPT', 'You are a friendly receptionist on a phone line. Greet the caller briefly, answer in one or two short sentences, and ask how you can help.', 'System prompt for calls created without llm_messages'],
+  ['OPENAI_API_KEY', '', 'OpenAI key when ai-manager gives none'],
+  ['OPENAI_BASE_URL', '', 'OpenAI-compatible base URL'],
+  ['XAI_API_KEY', '', 'xAI (grok) key'],
+  ['DEEPGRAM_API_KEY', '', 'Deepgram key'],
+  ['DEEPGRAM_BASE_URL', '', 'Deepgram base URL (http(s)://…)'],
+  ['CARTESIA_API_KEY', '', 'Cartesia key'],
+  ['CARTESIA_BASE_URL', '', 'Cartesia base URL'],
+  ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
+  ['RESAMPLER_QUALITY', 'sinc_fastest', 'sinc_fastest | sinc_medium | sinc_best'],
+  ['IDLE_TIMEOUT_SECONDS', '300', 'No speech either way for this long ends the call (reason idle)'],
+  ['SHUTDOWN_GRACE_SECONDS', '30', 'On SIGTERM, how long live calls may go on before they are ended'],
+  ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
+  ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
+  ['LOG_LEVEL', 'info', 'trace | debug | info | warn | error | fatal | silent'],
+];
+
+const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
+
+/** Flag name for a variable: DATABASE_DSN → database-dsn. */
+export function flagName(variable: string): string {
+  return variable.toLowerCase().replace(/_/g, '-');
+}
+
+/**
+ * Splits `--name value` / `--name=value` flags of known variables from the rest. Unknown flags are errors.
+ * Returns the variable values the flags set.
+ */
+export function parseConfigFlags(argv: readonly string[]): Record<string, string> {
+  const byFlag = new Map(CONFIG_VARIABLES.map(([name]) => [flagName(name), name]));
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    const name = byFlag.get(flag);
+    if (name === undefined) throw new ConfigError(`unknown flag --${flag} (see --help)`);
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined) throw new ConfigError(`flag --${flag} needs a value`);
+    out[name] = value;
+  }
+  return out;
+}
+
+export interface ConfigSources {
+  env?: NodeJS.ProcessEnv;
+  flags?: Record<string, string>;
+  /** Directory whose .env is read; undefined = none. */
+  dotenvDir?: string;
+}
+
+/** Reads the .env file of a directory, if there is one. */
+export function readDotenv(dir: string): Record<string, string> {
+  const path = resolve(dir, '.env');
+  if (!existsSync(path)) return {};
+  return parseDotenv(readFileSync(path));
+}
+
+/** Builds and validates the configuration: flags override env, env overrides .env, .env overrides defaults. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const fromFile = sources.dotenvDir !== undefined ? readDotenv(sources.dotenvDir) : {};
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const raw = (name: string): string | undefined => {
+    if (flags[name] !== undefined) return flags[name];
+    if (env[name] !== undefined && KNOWN.has(name)) return env[name];
+    return fromFile[name];
+  };
+  const errors: string[] = [];
+  const get = (name: string): string => {
+    const v = raw(name);
+    if (v !== undefined) return v;
+    const def = CONFIG_VARIABLES.find(([n]) => n === name)?.[1] ?? '';
+    return def;
+  };
+  const int = (name: string, min: number, max: number): number => {
+    const text = get(name).trim();
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max) {
+      errors.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+      return min;
+    }
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[]): T => {
+    const v = get(name).trim().toLowerCase();
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    errors.push(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    return allowed[0] as T;
+  };
+  const hostPort = (name: string, text: string, defaultHost: string): HostPort => {
+    try {
+      return parseHostPort(text, defaultHost);
+    } catch (err) {
+      errors.push(`${name}: ${(err as Error).message}`);
+      return { host: defaultHost, port: 0 };
+    }
+  };
+
+  const podIp = get('POD_IP').trim();
+  if (podIp === '') errors.push('POD_IP must not be empty');
+  const audiosocketText = raw('AUDIOSOCKET_LISTEN_ADDRESS') ?? `${podIp}:8080`;
+
+  let database: DatabaseConfig = { host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat' };
+  try {
+    database = parseDatabaseDsn(get('DATABASE_DSN'));
+  } catch (err) {
+    errors.push(`DATABASE_DSN: ${(err as Error).message}`);
+  }
+  const rabbitmqAddress = get('RABBITMQ_ADDRESS').trim();
+  if (!/^amqps?:\/\//.test(rabbitmqAddress)) errors.push('RABBITMQ_ADDRESS must be an amqp:// or amqps:// URL');
+  const endpoint = get('PROMETHEUS_ENDPOINT').trim();
+  if (!endpoint.startsWith('/')) errors.push('PROMETHEUS_ENDPOINT must start with /');
+  const onOff = (name: string): boolean => {
+    const v = get(name).trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(v)) return true;
+    if (['off', 'false', '0', 'no', ''].includes(v)) return false;
+    errors.push(`${name} must be on or off, got ${JSON.stringify(v)}`);
+    return false;
+  };
+  const url = (name: string): string => {
+    const v = get(name).trim();
+    if (v !== '' && !/^(https?|wss?):\/\//.test(v)) errors.push(`${name} must be an http(s):// URL`);
+    return v.replace(/\/+$/, '');
+  };
+
+  const config: Config = {
+    podIp,
+    audiosocketListen: hostPort('AUDIOSOCKET_LISTEN_ADDRESS', audiosocketText, podIp),
+    httpListen: hostPort('HTTP_LISTEN_ADDRESS', get('HTTP_LISTEN_ADDRESS'), '127.0.0.1'),
+    httpAuthToken: get('HTTP_AUTH_TOKEN'),
+    prometheusListen: hostPort('PROMETHEUS_LISTEN_ADDRESS', get('PROMETHEUS_LISTEN_ADDRESS'), '0.0.0.0'),
+    prometheusEndpoint: endpoint,
+    database,
+    redis: {
+      ...hostPort('REDIS_ADDRESS', get('REDIS_ADDRESS'), '127.0.0.1'),
+      password: get('REDIS_PASSWORD'),
+      database: int('REDIS_DATABASE', 0, 255),
+    },
+    rabbitmqAddress,
+    unknownCalls: oneOf('UNKNOWN_CALLS', ['accept', 'reject'] as const),
+    callManager: onOff('CALL_MANAGER'),
+    defaults: {
+      llmType: get('DEFAULT_LLM_TYPE').trim(),
+      sttType: get('DEFAULT_STT_TYPE').trim(),
+      ttsType: get('DEFAULT_TTS_TYPE').trim(),
+      ttsVoiceId: get('DEFAULT_TTS_VOICE_ID').trim(),
+      systemPrompt: get('DEFAULT_SYSTEM_PROMPT'),
+    },
+    keys: {
+      openai: get('OPENAI_API_KEY').trim(),
+      xai: get('XAI_API_KEY').trim(),
+      deepgram: get('DEEPGRAM_API_KEY').trim(),
+      cartesia: get('CARTESIA_API_KEY').trim(),
+    },
+    openaiBaseUrl: url('OPENAI_BASE_URL'),
+    deepgramBaseUrl: url('DEEPGRAM_BASE_URL'),
+    cartesiaBaseUrl: url('CARTESIA_BASE_URL'),
+    sphinxJsgf: get('SPHINX_JSGF').trim(),
+    resamplerQuality: oneOf('RESAMPLER_QUALITY', ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const),
+    idleTimeoutSeconds: int('IDLE_TIMEOUT_SECONDS', 1, 86_400),
+    shutdownGraceSeconds: int('SHUTDOWN_GRACE_SECONDS', 0, 3_600),
+    audiosocketHandshakeTimeoutMs: int('AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
+    audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),
+    logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
+  };
+  if (errors.length > 0) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
+  return deepFreeze(config);
+}
+
+/** `host:port`, `:port` (all interfaces → defaultHost) or `[v6]:port`. */
+export function parseHostPort(text: string, defaultHost: string): HostPort {
+  const t = text.trim();
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(t);
+  if (m === null) throw new Error(`expected host:port, got ${JSON.stringify(t)}`);
+  const port = Number(m[3]);
+  if (port > 65_535) throw new Error(`port out of range in ${JSON.stringify(t)}`);
+  const host = m[1] ?? (m[2] === '' || m[2] === undefined ? defaultHost : m[2]);
+  return { host, port };
+}
+
+/** `mysql://user:pass@host:port/db` or Go's `user:pass@tcp(host:port)/db?params`. */
+export function parseDatabaseDsn(dsn: string): DatabaseConfig {
+  const t = dsn.trim();
+  if (/^mysql:\/\//i.test(t) || /^mariadb:\/\//i.test(t)) {
+    let u: URL;
+    try {
+      u = new URL(t);
+    } catch {
+      throw new Error('not a valid mysql:// URL');
+    }
+    const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+    if (database === '') throw new Error('the DSN names no database (…/pipecat)');
+    return {
+      host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+      port: u.port === '' ? 3306 : Number(u.port),
+      user: decodeURIComponent(u.username) || 'root',
+      password: decodeURIComponent(u.password),
+      database,
+    };
+  }
+  const m = /^(?:([^:@]*)(?::(.*))?@)?tcp\(([^)]*)\)\/([^?]+)(?:\?.*)?$/.exec(t);
+  if (m === null) throw new Error('expected mysql://user:pass@host:port/db or user:pass@tcp(host:port)/db');
+  const hp = parseHostPort((m[3] ?? '').includes(':') ? (m[3] ?? '') : `${m[3] ?? ''}:3306`, '127.0.0.1');
+  return { host: hp.host, port: hp.port, user: m[1] || 'root', password: m[2] ?? '', database: m[4] ?? '' };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

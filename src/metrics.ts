@@ -1,0 +1,129 @@
+// Every Prometheus metric of the daemon, on its own registry (SPEC §12). Names keep the old service's spelling.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const PREFIX = 'pipecat_manager_';
+const MS_BUCKETS = [50, 100, 500, 1000, 3000];
+const FINE_SECONDS = [
+  0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2,
+  3, 5,
+];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  // Compatibility set (milliseconds).
+  readonly receiveRequestProcessTime = new Histogram({
+    name: `${PREFIX}receive_request_process_time`,
+    help: 'Time to process one received RPC request, in milliseconds',
+    labelNames: ['type', 'method'] as const,
+    buckets: MS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly requestProcessTime = new Histogram({
+    name: `${PREFIX}request_process_time`,
+    help: 'Time of one outbound RPC request to a sibling service, in milliseconds',
+    labelNames: ['target', 'resource', 'method'] as const,
+    buckets: MS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly notifyTotal = new Counter({
+    name: `${PREFIX}notify_total`,
+    help: 'Events published, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly notifyProcessTime = new Histogram({
+    name: `${PREFIX}notify_process_time`,
+    help: 'Time to publish one event, in milliseconds',
+    labelNames: ['type'] as const,
+    buckets: MS_BUCKETS,
+    registers: [this.registry],
+  });
+
+  // Pipeline and transport (seconds).
+  readonly voiceToVoice = this.seconds('voice_to_voice_seconds', 'User stopped speaking → first bot audio frame written');
+  readonly sttFinal = this.seconds('stt_final_seconds', 'User stopped speaking → final transcript');
+  readonly llmTtft = this.seconds('llm_ttft_seconds', 'LLM request → first token');
+  readonly ttsTtfb = this.seconds('tts_ttfb_seconds', 'TTS request → first audio byte');
+  readonly outputFrameLateness = this.seconds(
+    'output_frame_lateness_seconds',
+    'How late each output frame was written against its 20 ms slot',
+  );
+
+  readonly activeCalls = new Gauge({
+    name: `${PREFIX}active_calls`,
+    help: 'Calls with a live session on this instance',
+    registers: [this.registry],
+  });
+  readonly activeSessionsByTransport = new Gauge({
+    name: `${PREFIX}active_sessions_by_transport`,
+    help: 'Live sessions by media transport (audiosocket, websocket, none)',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+  readonly callsTotal = new Counter({
+    name: `${PREFIX}calls_total`,
+    help: 'Calls created, by reference type',
+    labelNames: ['reference_type'] as const,
+    registers: [this.registry],
+  });
+  readonly callsTerminatedTotal = new Counter({
+    name: `${PREFIX}calls_terminated_total`,
+    help: 'Calls terminated, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly interruptionsTotal = new Counter({
+    name: `${PREFIX}interruptions_total`,
+    help: 'Bot turns interrupted by the caller (barge-in)',
+    registers: [this.registry],
+  });
+  readonly audiosocketFramesTotal = new Counter({
+    name: `${PREFIX}audiosocket_frames_total`,
+    help: 'Audiosocket audio frames, by direction (in, out)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly audiosocketProtocolErrorsTotal = new Counter({
+    name: `${PREFIX}audiosocket_protocol_errors_total`,
+    help: 'Audiosocket connections closed for a protocol violation, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly providerErrorsTotal = new Counter({
+    name: `${PREFIX}provider_errors_total`,
+    help: 'AI provider failures, by provider and stage (stt, llm, tts)',
+    labelNames: ['provider', 'stage'] as const,
+    registers: [this.registry],
+  });
+  readonly droppedFramesTotal = new Counter({
+    name: `${PREFIX}dropped_frames_total`,
+    help: 'Audio frames dropped (full queues, writes to a congested socket)',
+    registers: [this.registry],
+  });
+  readonly cacheErrorsTotal = new Counter({
+    name: `${PREFIX}cache_errors_total`,
+    help: 'Redis operations that failed and fell back to the database, by operation',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsBuffered = new Gauge({
+    name: `${PREFIX}events_buffered`,
+    help: 'Events waiting in memory for the broker to come back',
+    registers: [this.registry],
+  });
+  readonly eventsDroppedTotal = new Counter({
+    name: `${PREFIX}events_dropped_total`,
+    help: 'Events dropped because the outage buffer was full',
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  private seconds(name: string, help: string): Histogram {
+    return new Histogram({ name: `${PREFIX}${name}`, help, buckets: FINE_SECONDS, registers: [this.registry] });
+  }
+}
