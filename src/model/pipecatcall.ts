@@ -61,7 +61,7 @@ export function decodePipecatcall(json: string): Pipecatcall | null {
   if (typeof v !== 'object' || v === null) return null;
   const o = v as Record<string, unknown>;
   if (typeof o.id !== 'string') return null;
-  const s = (k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '');
+  const s = (k: string): string => (typeof o[k] === 'string' ? (o[k]) : '');
   return {
     id: o.id,
     customer_id: s('customer_id'),

@@ -1,0 +1,32 @@
+# Multi-stage build: compile TypeScript with the dev dependencies, then a slim runtime with production
+# dependencies, espeak-ng and pocketsphinx (the offline TTS/STT), running as an unprivileged user.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY proto ./proto
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim AS runtime
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      espeak-ng pocketsphinx pocketsphinx-en-us tini \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production \
+    UNKNOWN_CALLS=reject \
+    CALL_MANAGER=on \
+    HTTP_LISTEN_ADDRESS=0.0.0.0:8001 \
+    AUDIOSOCKET_LISTEN_ADDRESS=0.0.0.0:8080
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/proto ./proto
+COPY bin ./bin
+USER node
+EXPOSE 8080 8001 2112
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/cmd/pipecat-manager.js"]

@@ -1,0 +1,204 @@
+// The composition root: builds every part from the configuration, starts them in the order of SPEC §1 and
+// shuts them down in reverse. Nothing imports this module but cmd/ and the tests.
+
+import { OutputClock } from './audio/clock.js';
+import { AudiosocketServer } from './audiosocket/server.js';
+import type { AudiosocketConnection } from './audiosocket/connection.js';
+import { AudiosocketMedia } from './calls/audiosocket-media.js';
+import { CallManager, type SessionHooks } from './calls/manager.js';
+import { Siblings } from './calls/siblings.js';
+import type { Config, HostPort } from './config.js';
+import { messageOf } from './errors.js';
+import { HttpServer } from './http/server.js';
+import { MetricsServer } from './http/metrics-server.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { Broker } from './rpc/broker.js';
+import { RpcClient } from './rpc/client.js';
+import { EventPublisher } from './rpc/events.js';
+import { RpcRoutes } from './rpc/routes.js';
+import { RpcServer } from './rpc/server.js';
+import { SHARED_QUEUE, declareTopology, perHostQueue } from './rpc/topology.js';
+import { PipecatcallCache } from './store/cache.js';
+import { Database } from './store/mysql.js';
+import { PipecatcallStore } from './store/pipecatcall-store.js';
+import { PipecatcallRepository } from './store/pipecatcalls.js';
+
+export interface AppAddresses {
+  audiosocket: HostPort;
+  http: HostPort;
+  metrics: HostPort;
+}
+
+export interface AppOptions {
+  /** Each App has its own registry by default, so several can run in one process (tests). */
+  metrics?: Metrics;
+  hooks?: SessionHooks;
+}
+
+/** Resources opened so far, closed in reverse order: also what a failed start releases. */
+type Closer = () => Promise<void> | void;
+
+export class App {
+  readonly calls: CallManager;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    readonly metrics: Metrics,
+    readonly addresses: AppAddresses,
+    calls: CallManager,
+    private readonly closers: Closer[],
+    private readonly sharedServer: RpcServer,
+  ) {
+    this.calls = calls;
+  }
+
+  static async start(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
+    const metrics = options.metrics ?? new Metrics();
+    const closers: Closer[] = [];
+    try {
+      const metricsServer = new MetricsServer(metrics, config.prometheusEndpoint);
+      const metricsAddress = await metricsServer.listen(config.prometheusListen);
+      closers.push(() => metricsServer.close());
+
+      const db = await Database.open(config.database, log);
+      closers.push(() => db.close());
+      const cache = await PipecatcallCache.open(config.redis, log, metrics);
+      closers.push(() => cache.close());
+      const store = new PipecatcallStore(new PipecatcallRepository(db), cache);
+
+      const broker = await Broker.connect(config.rabbitmqAddress, log);
+      closers.push(() => broker.close());
+      await declareTopology(broker, config.podIp, log);
+      const events = new EventPublisher({ broker, metrics, log });
+      closers.push(() => events.close());
+      const rpcClient = new RpcClient({ broker, publisher: 'pipecat-manager', metrics, log });
+      closers.push(() => rpcClient.close());
+
+      const clock = new OutputClock({ metrics, log });
+      closers.push(() => clock.close());
+
+      let audiosocketAddress: HostPort = config.audiosocketListen;
+      const calls = new CallManager({
+        config,
+        store,
+        events,
+        siblings: new Siblings(rpcClient),
+        metrics,
+        log,
+        externalHost: () => `${config.podIp}:${audiosocketAddress.port}`,
+        ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
+      });
+      closers.push(() => calls.shutdown(0));
+
+      const routes = new RpcRoutes(calls, config.podIp);
+      const serverOptions = {
+        broker,
+        handler: (req: Parameters<RpcRoutes['handle']>[0]) => routes.handle(req),
+        routeLabel: (req: Parameters<RpcRoutes['label']>[0]) => routes.label(req),
+        metrics,
+        log,
+      };
+      // Two servers so shutdown can stop taking new calls (shared queue) while live calls still get their
+      // stop and message requests (per-host queue).
+      const hostServer = new RpcServer({ ...serverOptions, queues: [perHostQueue(config.podIp)] });
+      const sharedServer = new RpcServer({ ...serverOptions, queues: [SHARED_QUEUE] });
+      await hostServer.start();
+      closers.push(() => hostServer.stop());
+      await sharedServer.start();
+      closers.push(() => sharedServer.stop());
+
+      const audiosocket = new AudiosocketServer({
+        host: config.audiosocketListen.host,
+        port: config.audiosocketListen.port,
+        handshakeTimeoutMs: config.audiosocketHandshakeTimeoutMs,
+        maxFrameBytes: config.audiosocketMaxFrameBytes,
+        metrics,
+        log,
+        onCall: (uuid: string, conn: AudiosocketConnection) => attachAudiosocket(calls, clock, metrics, uuid, conn),
+      });
+      audiosocketAddress = await audiosocket.listen();
+      closers.push(() => audiosocket.close());
+
+      const http = new HttpServer({
+        mysql: () => db.ping(),
+        redis: () => cache.ping(),
+        rabbitmq: () => broker.ping(),
+      });
+      const httpAddress = await http.listen(config.httpListen);
+      closers.push(() => http.close());
+
+      const addresses = { audiosocket: audiosocketAddress, http: httpAddress, metrics: metricsAddress };
+      log.info(
+        {
+          host_id: config.podIp,
+          audiosocket: `${audiosocketAddress.host}:${audiosocketAddress.port}`,
+          http: `${httpAddress.host}:${httpAddress.port}`,
+          metrics: `${metricsAddress.host}:${metricsAddress.port}${config.prometheusEndpoint}`,
+        },
+        'pipecat-manager started',
+      );
+      return new App(config, log, metrics, addresses, calls, closers, sharedServer);
+    } catch (err) {
+      await closeAll(closers, log);
+      throw err;
+    }
+  }
+
+  /**
+   * Graceful stop (SPEC §1): no new calls, live calls get up to `graceMs` to finish, the rest are ended
+   * (each with pipecatcall_terminated), then every connection is closed. Idempotent.
+   */
+  shutdown(graceMs = this.config.shutdownGraceSeconds * 1000): Promise<void> {
+    this.closing ??= (async () => {
+      this.log.info({ grace_ms: graceMs, calls: this.calls.size }, 'shutting down');
+      await this.sharedServer.stop();
+      await this.calls.shutdown(graceMs);
+      await closeAll(this.closers, this.log);
+      this.log.info('pipecat-manager stopped');
+    })();
+    return this.closing;
+  }
+
+  /** Immediate stop: live calls end now (reason shutdown). */
+  close(): Promise<void> {
+    return this.shutdown(0);
+  }
+}
+
+async function closeAll(closers: Closer[], log: Logger): Promise<void> {
+  for (const close of closers.splice(0).reverse()) {
+    try {
+      await close();
+    } catch (err) {
+      log.warn({ err: messageOf(err) }, 'error while closing');
+    }
+  }
+}
+
+/** Wires an Audiosocket connection to its call (SPEC §2.2 steps 2–6). Throwing makes the server close it. */
+async function attachAudiosocket(
+  calls: CallManager,
+  clock: OutputClock,
+  metrics: Metrics,
+  uuid: string,
+  conn: AudiosocketConnection,
+): Promise<void> {
+  let media: AudiosocketMedia | null = null;
+  const call = await calls.attachMedia(uuid, () => {
+    media = new AudiosocketMedia(conn, clock, metrics);
+    return media;
+  });
+  const m = media as AudiosocketMedia | null;
+  if (m === null) return;
+  conn.onAudio((_pcm, kind) => m.start(kind));
+  conn.onDtmf((digit) => {
+    call.touch();
+    call.log.debug({ digit }, 'dtmf');
+  });
+  conn.onClose((reason) => {
+    if (reason !== 'local') void calls.terminate(call.id, 'hangup');
+  });
+}

@@ -1,0 +1,114 @@
+// Validation of a create body (SPEC §5.1): everything is checked before any side effect.
+
+import { BadRequestError } from '../errors.js';
+import { REFERENCE_TYPES, type ChatMessage } from '../model/pipecatcall.js';
+import { NIL_UUID, newUuid, uuidField } from '../model/uuid.js';
+import { parseLlmType, validateSttType, validateTtsType } from '../providers/registry.js';
+
+export interface VadConfig {
+  confidence: number;
+  start_secs: number;
+  stop_secs: number;
+  min_volume: number;
+}
+
+export const DEFAULT_VAD_CONFIG: Readonly<VadConfig> = Object.freeze({
+  confidence: 0.7,
+  start_secs: 0.2,
+  stop_secs: 0.8,
+  min_volume: 0.6,
+});
+
+export interface CreateRequest {
+  id: string;
+  customer_id: string;
+  activeflow_id: string;
+  reference_type: 'call' | 'ai_call';
+  reference_id: string;
+  llm_type: string;
+  llm_messages: ChatMessage[];
+  stt_type: string;
+  stt_language: string;
+  tts_type: string;
+  tts_language: string;
+  tts_voice_id: string;
+  vad_config: VadConfig;
+}
+
+function stringField(o: Record<string, unknown>, key: string): string {
+  const v = o[key];
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw new BadRequestError(`${key} must be a string`);
+  if (v.length > 255) throw new BadRequestError(`${key} is longer than 255 characters`);
+  return v;
+}
+
+function parseMessages(v: unknown): ChatMessage[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new BadRequestError('llm_messages must be an array of chat messages');
+  return v.map((m: unknown, i) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) {
+      throw new BadRequestError(`llm_messages[${i}] must be an object`);
+    }
+    const role = (m as Record<string, unknown>).role;
+    if (typeof role !== 'string' || !['system', 'developer', 'user', 'assistant', 'tool'].includes(role)) {
+      throw new BadRequestError(`llm_messages[${i}].role must be system, developer, user, assistant or tool`);
+    }
+    return m as ChatMessage;
+  });
+}
+
+function parseVadConfig(v: unknown): VadConfig {
+  if (v === undefined || v === null) return { ...DEFAULT_VAD_CONFIG };
+  if (typeof v !== 'object' || Array.isArray(v)) throw new BadRequestError('vad_config must be an object');
+  const o = v as Record<string, unknown>;
+  const num = (key: keyof VadConfig, min: number, max: number): number => {
+    const x = o[key];
+    if (x === undefined || x === null) return DEFAULT_VAD_CONFIG[key];
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max) {
+      throw new BadRequestError(`vad_config.${key} must be a number from ${min} to ${max}`);
+    }
+    return x;
+  };
+  return {
+    confidence: num('confidence', 0, 1),
+    start_secs: num('start_secs', 0, 5),
+    stop_secs: num('stop_secs', 0, 10),
+    min_volume: num('min_volume', 0, 1),
+  };
+}
+
+/** Parses and validates a create body; `defaultLlmType` fills an absent llm_type. */
+export function parseCreateRequest(data: unknown, defaultLlmType: string): CreateRequest {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new BadRequestError('the create body must be a JSON object');
+  }
+  const o = data as Record<string, unknown>;
+  let id = uuidField(o.id, 'id');
+  if (id === NIL_UUID) id = newUuid();
+  const referenceType = stringField(o, 'reference_type');
+  if (!REFERENCE_TYPES.includes(referenceType)) {
+    throw new BadRequestError(`reference_type must be one of ${REFERENCE_TYPES.join(', ')}, got ${JSON.stringify(referenceType)}`);
+  }
+  const llmType = stringField(o, 'llm_type') || defaultLlmType;
+  parseLlmType(llmType);
+  const sttType = stringField(o, 'stt_type');
+  validateSttType(sttType);
+  const ttsType = stringField(o, 'tts_type');
+  validateTtsType(ttsType);
+  return {
+    id,
+    customer_id: uuidField(o.customer_id, 'customer_id'),
+    activeflow_id: uuidField(o.activeflow_id, 'activeflow_id'),
+    reference_type: referenceType as 'call' | 'ai_call',
+    reference_id: uuidField(o.reference_id, 'reference_id'),
+    llm_type: llmType,
+    llm_messages: parseMessages(o.llm_messages),
+    stt_type: sttType,
+    stt_language: stringField(o, 'stt_language'),
+    tts_type: ttsType,
+    tts_language: stringField(o, 'tts_language'),
+    tts_voice_id: stringField(o, 'tts_voice_id'),
+    vad_config: parseVadConfig(o.vad_config),
+  };
+}

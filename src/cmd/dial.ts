@@ -1,0 +1,156 @@
+// `pipecat-control call dial`: acts as Asterisk on one call. Connects to the Audiosocket server, sends the UUID,
+// streams a WAV at real-time pace followed by silence, records what the bot sends, hangs up, and summarises.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { FRAME_MS, frameBytes } from '../audio/pcm.js';
+import { encodeWav, readWav } from '../audio/wav.js';
+import { AudiosocketClient } from '../audiosocket/client.js';
+import { KIND_HANGUP, isAudioKind, kindForRate } from '../audiosocket/protocol.js';
+import { ReplyRecorder } from '../audiosocket/reply-recorder.js';
+import { parseHostPort, type Config } from '../config.js';
+import { UsageError } from './args.js';
+
+export interface DialOptions {
+  wav: string;
+  id: string;
+  address: string | undefined;
+  rate: string | undefined;
+  out: string | undefined;
+  dtmf: string | undefined;
+  timeout: string | undefined;
+}
+
+export interface DialSummary {
+  id: string;
+  address: string;
+  rate: number;
+  kind: number;
+  sent_ms: number;
+  received_ms: number;
+  frames_received: number;
+  /** Connect → first non-silent bot frame (the greeting); null if the bot never spoke. */
+  first_audio_ms: number | null;
+  /** End of the sent audio → first non-silent bot frame after it; null if none came. */
+  first_reply_ms: number | null;
+  frames_late: number;
+  max_lateness_ms: number;
+  p50_lateness_ms: number;
+  p99_lateness_ms: number;
+  dtmf_sent: string;
+  hangup_by: 'client' | 'daemon';
+  out: string | null;
+}
+
+/** Peak absolute sample: a frame quieter than this is silence. */
+const SILENCE_PEAK = 64;
+
+function isSilent(pcm: Buffer): boolean {
+  for (let i = 0; i + 1 < pcm.length; i += 2) if (Math.abs(pcm.readInt16LE(i)) > SILENCE_PEAK) return false;
+  return true;
+}
+
+const round = (n: number): number => Math.round(n * 100) / 100;
+
+export async function dialCall(config: Config, o: DialOptions): Promise<DialSummary> {
+  let wav;
+  try {
+    wav = readWav(readFileSync(o.wav));
+  } catch (err) {
+    throw new UsageError(`--wav ${o.wav}: ${(err as Error).message}`);
+  }
+  if (wav.channels !== 1) throw new UsageError(`--wav must be mono; ${o.wav} has ${wav.channels} channels`);
+  if (wav.sampleRate !== 8000 && wav.sampleRate !== 16000) {
+    throw new UsageError(`--wav must be 8000 or 16000 Hz; ${o.wav} is ${wav.sampleRate} Hz`);
+  }
+  const rate = o.rate === undefined ? wav.sampleRate : Number(o.rate);
+  if (rate !== 8000 && rate !== 16000) throw new UsageError('--rate must be 8000 or 16000');
+  if (rate !== wav.sampleRate) {
+    throw new UsageError(`--rate ${rate} does not match the WAV's ${wav.sampleRate} Hz; give a WAV at that rate`);
+  }
+  const timeoutS = o.timeout === undefined ? 10 : Number(o.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > 3600) throw new UsageError('--timeout must be seconds > 0');
+  const dtmf = o.dtmf ?? '';
+  if (!/^[0-9*#A-D]*$/.test(dtmf)) throw new UsageError('--dtmf takes digits 0-9 * # A-D');
+
+  const listen = config.audiosocketListen;
+  let target;
+  try {
+    target = o.address !== undefined ? parseHostPort(o.address, '127.0.0.1') : { ...listen };
+  } catch (err) {
+    throw new UsageError(`--address: ${(err as Error).message}`);
+  }
+  if (target.host === '0.0.0.0' || target.host === '::' || target.host === '') target.host = '127.0.0.1';
+
+  const kind = kindForRate(rate);
+  const samples = wav.samples;
+  const pcm = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+  const client = await AudiosocketClient.connect({ host: target.host, port: target.port, uuid: o.id });
+  const connectedAt = performance.now();
+  const recorder = new ReplyRecorder();
+  let firstAudioAt: number | undefined;
+  let speechEndAt: number | undefined;
+  let firstReplyAt: number | undefined;
+  let daemonHungUp = false;
+  client.onMessage((msg, at) => {
+    if (msg.kind === KIND_HANGUP) {
+      daemonHungUp = true;
+      return;
+    }
+    if (!isAudioKind(msg.kind)) return;
+    recorder.add(msg.kind, Buffer.from(msg.payload), at);
+    if (isSilent(msg.payload)) return;
+    firstAudioAt ??= at;
+    if (speechEndAt !== undefined) firstReplyAt ??= at;
+  });
+
+  const stop = new AbortController();
+  let remoteClosed: boolean;
+  void client.closed.then(() => stop.abort());
+  try {
+    await client.streamPcm(pcm, kind, { signal: stop.signal });
+    speechEndAt = performance.now();
+    // DTMF after the speech, 100 ms of audio apart, as a keypad would send them.
+    const gap = Buffer.alloc(frameBytes(rate) * 5);
+    for (const digit of dtmf) {
+      if (client.isClosed) break;
+      client.sendDtmf(digit);
+      await client.streamPcm(gap, kind, { signal: stop.signal });
+    }
+    // Keep the line open with silence, as a quiet caller would, until the timeout or the daemon hangs up.
+    const silence = Buffer.alloc(frameBytes(rate) * Math.round((timeoutS * 1000) / FRAME_MS));
+    await client.streamPcm(silence, kind, { signal: stop.signal });
+  } catch (err) {
+    if (!stop.signal.aborted) throw err;
+  } finally {
+    remoteClosed = stop.signal.aborted;
+    client.hangup();
+    await Promise.race([client.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
+    client.destroy();
+  }
+
+  const sentMs = Math.round(performance.now() - connectedAt);
+  const stats = recorder.stats();
+  let out: string | null = null;
+  if (o.out !== undefined) {
+    writeFileSync(o.out, encodeWav(recorder.audio(), rate));
+    out = o.out;
+  }
+  return {
+    id: o.id,
+    address: `${target.host}:${target.port}`,
+    rate,
+    kind,
+    sent_ms: sentMs,
+    received_ms: Math.round(stats.receivedMs),
+    frames_received: stats.frames,
+    first_audio_ms: firstAudioAt === undefined ? null : Math.round(firstAudioAt - connectedAt),
+    first_reply_ms: firstReplyAt === undefined || speechEndAt === undefined ? null : Math.round(firstReplyAt - speechEndAt),
+    frames_late: stats.framesLate,
+    max_lateness_ms: round(stats.maxLatenessMs),
+    p50_lateness_ms: round(stats.p50LatenessMs),
+    p99_lateness_ms: round(stats.p99LatenessMs),
+    dtmf_sent: dtmf,
+    hangup_by: daemonHungUp || remoteClosed ? 'daemon' : 'client',
+    out,
+  };
+}

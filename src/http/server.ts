@@ -1,0 +1,110 @@
+// The daemon's HTTP listener: /healthz (the process is up) and /readyz (MySQL, Redis and RabbitMQ reachable).
+// The WebSocket media/monitor endpoint (SPEC §9) is added to this server.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { HostPort } from '../config.js';
+import { messageOf } from '../errors.js';
+
+/** One dependency checked by /readyz: resolves when reachable, rejects with the reason otherwise. */
+export type ReadinessCheck = () => Promise<void>;
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Runs a check with a deadline so a hung dependency cannot hang /readyz. */
+async function check(fn: ReadinessCheck, timeoutMs: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return 'ok';
+  } catch (err) {
+    return messageOf(err);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class HttpServer {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private upgradeHandler: UpgradeHandler | null = null;
+  private closed: Promise<void> | null = null;
+
+  constructor(private readonly checks: Readonly<Record<string, ReadinessCheck>>) {
+    this.server = createServer((req, res) => {
+      void this.route(req, res);
+    });
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (this.upgradeHandler === null) {
+        socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      this.upgradeHandler(req, socket, head);
+    });
+    this.server.on('clientError', (_err, socket: Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+  }
+
+  onUpgrade(handler: UpgradeHandler): void {
+    this.upgradeHandler = handler;
+  }
+
+  async listen(addr: HostPort): Promise<HostPort> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(addr.port, addr.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.server.address();
+    return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : addr;
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: 'method not allowed' });
+      return;
+    }
+    if (path === '/healthz') {
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    if (path === '/readyz') {
+      const names = Object.keys(this.checks);
+      const results = await Promise.all(names.map((n) => check(this.checks[n] as ReadinessCheck, 2000)));
+      const body: Record<string, string> = {};
+      names.forEach((n, i) => (body[n] = results[i] ?? 'unknown'));
+      const ready = results.every((r) => r === 'ok');
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: body });
+      return;
+    }
+    sendJson(res, 404, { error: `no route for ${path ?? ''}` });
+  }
+
+  /** Stops listening and drops open connections. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+    return this.closed;
+  }
+}

@@ -1,0 +1,44 @@
+// Pipecatcall persistence with the cache-through rules of SPEC §6.3: MySQL is the truth, every write re-reads
+// the row and refreshes Redis, reads try Redis first. The cache never fails an operation (see PipecatcallCache).
+
+import { DependencyError } from '../errors.js';
+import type { Pipecatcall } from '../model/pipecatcall.js';
+import { nowTimestamp } from '../model/timestamp.js';
+import type { PipecatcallCache } from './cache.js';
+import type { PipecatcallRepository } from './pipecatcalls.js';
+
+export class PipecatcallStore {
+  constructor(
+    private readonly repo: PipecatcallRepository,
+    private readonly cache: PipecatcallCache,
+  ) {}
+
+  /** Inserts p and returns the row as stored (sentinels, nil UUIDs and all). ConflictError if the id exists. */
+  async create(p: Pipecatcall): Promise<Pipecatcall> {
+    await this.repo.insert(p);
+    const row = await this.repo.get(p.id);
+    if (row === null) throw new DependencyError('mysql', `pipecatcall ${p.id} was inserted but cannot be read back`);
+    await this.cache.set(row);
+    return row;
+  }
+
+  async get(id: string): Promise<Pipecatcall | null> {
+    const cached = await this.cache.get(id);
+    if (cached !== null) return cached;
+    const row = await this.repo.get(id);
+    if (row !== null) await this.cache.set(row);
+    return row;
+  }
+
+  /** Sets tm_update/tm_delete to now unless already deleted; the row as it now is, or null if there is none. */
+  async markDeleted(id: string): Promise<Pipecatcall | null> {
+    await this.repo.markDeleted(id, nowTimestamp());
+    const row = await this.repo.get(id);
+    if (row !== null) await this.cache.set(row);
+    return row;
+  }
+
+  listLiveByHost(hostId: string): Promise<Pipecatcall[]> {
+    return this.repo.listLiveByHost(hostId);
+  }
+}
