@@ -51,6 +51,8 @@ export class App {
     calls: CallManager,
     private readonly closers: Closer[],
     private readonly sharedServer: RpcServer,
+    private readonly audiosocket: AudiosocketServer,
+    private readonly clock: OutputClock,
   ) {
     this.calls = calls;
   }
@@ -140,11 +142,16 @@ export class App {
         },
         'pipecat-manager started',
       );
-      return new App(config, log, metrics, addresses, calls, closers, sharedServer);
+      return new App(config, log, metrics, addresses, calls, closers, sharedServer, audiosocket, clock);
     } catch (err) {
       await closeAll(closers, log);
       throw err;
     }
+  }
+
+  /** What the instance holds right now: for leak checks and the operator console. */
+  inspect(): { calls: number; audiosocketConnections: number; clockSinks: number } {
+    return { calls: this.calls.size, audiosocketConnections: this.audiosocket.connections, clockSinks: this.clock.size };
   }
 
   /**

@@ -123,14 +123,13 @@ export class OutputClock {
     this.timer = undefined;
     const now = performance.now();
     this.slot++;
-    let late = now - (this.start + this.slot * this.periodMs);
+    const late = now - (this.start + this.slot * this.periodMs);
     if (late >= this.periodMs) {
-      // The loop was blocked for more than a slot: jump to the current slot and send ONE frame per sink. A burst
-      // would reach Asterisk faster than real time and overflow its queue (it has no jitter buffer).
-      const behind = Math.floor(late / this.periodMs);
-      this.slot += behind;
-      this.skipped += behind;
-      late -= behind * this.periodMs;
+      // The loop was blocked for more than a slot: the missed slots are skipped, not caught up. A burst would
+      // reach Asterisk faster than real time and overflow its queue (it has no jitter buffer). Re-anchoring the
+      // grid on this wake also keeps the next tick a whole period away instead of right behind this one.
+      this.skipped += Math.floor(late / this.periodMs);
+      this.start = now - this.slot * this.periodMs;
     }
     const tick = ++this.tickCount;
     // One observation per tick, not per sink: every sink writes within the same wake, and the hot path stays cheap.

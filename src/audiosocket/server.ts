@@ -61,7 +61,8 @@ export class AudiosocketServer {
       if (!this.server.listening) {
         resolve();
       } else {
-        this.server.close(() => resolve());
+        // 'close' fires before libuv has released the listening handle; one more turn and it is gone.
+        this.server.close(() => setImmediate(resolve));
       }
       for (const [socket, conn] of this.sockets) {
         if (conn !== undefined) conn.close();

@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     for (const [k, v] of args.flags) if (CONFIG_FLAGS.has(k)) configArgv.push(`--${k}=${v}`);
     config = loadConfig({ env: process.env, flags: parseConfigFlags(configArgv), dotenvDir: process.cwd() });
   } catch (err) {
-    fail(2, `${messageOf(err)}\n${USAGE}`);
+    fail(2, `${messageOf(err)} (see pipecat-control --help)`);
   }
   const cli = new Cli(config, args);
   let code = 0;
@@ -198,8 +198,9 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } catch (err) {
     code = err instanceof UsageError ? 2 : 1;
-    const status = err instanceof RpcStatusError ? ` (status ${err.statusCode})` : '';
-    process.stderr.write(`${JSON.stringify({ error: redactSecrets(messageOf(err)) + status })}\n`);
+    const status = err instanceof RpcStatusError && !messageOf(err).includes(String(err.statusCode)) ? ` (status ${err.statusCode})` : '';
+    const hint = err instanceof UsageError ? ' (see pipecat-control --help)' : '';
+    process.stderr.write(`${JSON.stringify({ error: redactSecrets(messageOf(err)) + status + hint })}\n`);
   } finally {
     await cli.close().catch(() => undefined);
   }

@@ -136,11 +136,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   async withThrowawayConnection<T>(fn: (ch: Channel) => Promise<T>): Promise<T> {
     const conn = await amqp.connect(this.connectUrl, { noDelay: true, timeout: this.opts.connectTimeoutMs });
-    conn.on('error', (err: Error) => this.log.debug({ err: messageOf(err) }, 'throwaway RabbitMQ connection error'));
+    let connError: Error | undefined;
+    conn.on('error', (err: Error) => (connError = err));
     try {
       const ch = await conn.createChannel();
-      ch.on('error', (err: Error) => this.log.debug({ err: messageOf(err) }, 'throwaway RabbitMQ channel error'));
+      ch.on('error', () => undefined); // the operation's own rejection reports it
       return await fn(ch);
+    } catch (err) {
+      // After a connection-level refusal the pending operation only says "Channel ended": report the real reason.
+      throw connError === undefined ? err : new Error(connError.message, { cause: err });
     } finally {
       await conn.close().catch(() => undefined);
     }
@@ -206,7 +210,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const conn = await amqp.connect(this.connectUrl, { noDelay: true, timeout: this.opts.connectTimeoutMs });
     // amqplib emits 'error' before 'close'; an unhandled 'error' would crash the process.
     conn.on('error', (err: Error) => this.log.warn({ err: messageOf(err) }, 'RabbitMQ connection error'));
-    conn.on('close', () => this.onConnectionClosed(conn));
+    conn.on('close', (err?: Error) => this.onConnectionClosed(conn, err));
     conn.on('blocked', (reason: string) => this.log.warn({ reason }, 'RabbitMQ blocked the connection'));
     conn.on('unblocked', () => this.log.info('RabbitMQ unblocked the connection'));
     if (this.closed) {
@@ -237,8 +241,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.emit('connected');
   }
 
-  private onConnectionClosed(conn: ChannelModel): void {
+  private onConnectionClosed(conn: ChannelModel, err: Error | undefined): void {
     if (conn !== this.conn) return;
+    this.log.warn({ rabbitmq: this.where, err: err === undefined ? undefined : messageOf(err) }, 'RabbitMQ connection lost');
     this.conn = undefined;
     this.lose('connection closed');
     this.startReconnect();

@@ -59,18 +59,21 @@ export class Topology {
    * (the broker went away again and the whole setup is retried); a refused declare is warned about once.
    */
   private async declareDelayed(): Promise<void> {
-    const refusal = await this.broker.withThrowawayConnection(async (tmp) => {
-      try {
+    let reached = false;
+    let refusal: string | undefined;
+    try {
+      await this.broker.withThrowawayConnection(async (tmp) => {
+        reached = true;
         await tmp.assertExchange(DELAY_EXCHANGE, 'x-delayed-message', {
           durable: true,
           arguments: { 'x-delayed-type': 'direct' },
         });
-      } catch (err) {
-        return messageOf(err);
-      }
-      for (const queue of this.queues) await tmp.bindQueue(queue, DELAY_EXCHANGE, queue);
-      return undefined;
-    });
+        for (const queue of this.queues) await tmp.bindQueue(queue, DELAY_EXCHANGE, queue);
+      });
+    } catch (err) {
+      if (!reached) throw err;
+      refusal = messageOf(err);
+    }
     this.delayedAvailable = refusal === undefined;
     if (refusal === undefined) return;
     if (!this.warned) {

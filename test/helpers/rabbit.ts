@@ -12,7 +12,9 @@ async function rabbitmqctl(...args: string[]): Promise<void> {
     await run('rabbitmqctl', args, { timeout: 30_000 });
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
-    throw new Error(`rabbitmqctl ${args.join(' ')} failed (is RabbitMQ running? rabbitmq-server -detached): ${detail}`);
+    throw new Error(`rabbitmqctl ${args.join(' ')} failed (is RabbitMQ running? rabbitmq-server -detached): ${detail}`, {
+      cause: err,
+    });
   }
 }
 
