@@ -43,7 +43,7 @@ async function waitEvent(type: string, id: string, timeoutMs = 5000): Promise<Re
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = eventsOf(type, id)[0];
-    if (found !== undefined) return found as unknown as Record<string, unknown>;
+    if (found !== undefined) return found;
     if (Date.now() > deadline) throw new Error(`no ${type} event for ${id}`);
     await new Promise((r) => setTimeout(r, 10));
   }
