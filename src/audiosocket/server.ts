@@ -61,8 +61,9 @@ export class AudiosocketServer {
       if (!this.server.listening) {
         resolve();
       } else {
-        // 'close' fires before libuv has released the listening handle; one more turn and it is gone.
-        this.server.close(() => setImmediate(resolve));
+        // 'close' fires before libuv releases the listening handle: uv_close completes in a later loop iteration's
+        // close phase, which two nested check phases (setImmediate) are guaranteed to straddle.
+        this.server.close(() => setImmediate(() => setImmediate(resolve)));
       }
       for (const [socket, conn] of this.sockets) {
         if (conn !== undefined) conn.close();

@@ -31,7 +31,7 @@ type OnCall = (uuid: string, conn: AudiosocketConnection, h: Harness) => void;
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) { await c(); console.log('CLEAN', c.toString().slice(0,60).replace(/\n/g,' '), process.getActiveResourcesInfo().join()); }
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 /** The model handler: on the shared clock, one frame per tick — the echoed audio, or silence — in the wire kind. */
@@ -328,9 +328,6 @@ describe('AudiosocketServer', () => {
   it('leaves no sockets or timers after close()', async () => {
     const tcp = (): number =>
       process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPServerWrap').length;
-    console.log("BASE0", process.getActiveResourcesInfo().join());
-    await sleep(200);
-    console.log("BASE1", process.getActiveResourcesInfo().join());
     const baseline = tcp();
     const h = await start({ handshakeTimeoutMs: 60_000 });
     const a = await dial(h);
