@@ -5,7 +5,10 @@ import { OutputClock } from './audio/clock.js';
 import { AudiosocketServer } from './audiosocket/server.js';
 import type { AudiosocketConnection } from './audiosocket/connection.js';
 import { AudiosocketMedia } from './calls/audiosocket-media.js';
-import { CallManager, type SessionHooks } from './calls/manager.js';
+import { CallManager } from './calls/manager.js';
+import { PipelineStarter } from './calls/pipeline-starter.js';
+import { ProviderRegistry } from './providers/provider-registry.js';
+import { rateOfKind } from './audiosocket/protocol.js';
 import { Siblings } from './calls/siblings.js';
 import type { Config, HostPort } from './config.js';
 import { messageOf } from './errors.js';
@@ -33,7 +36,8 @@ export interface AppAddresses {
 export interface AppOptions {
   /** Each App has its own registry by default, so several can run in one process (tests). */
   metrics?: Metrics;
-  hooks?: SessionHooks;
+  /** Provider implementations (tests point them at local fakes); by default built from the configuration. */
+  providers?: ProviderRegistry;
 }
 
 /** Resources opened so far, closed in reverse order: also what a failed start releases. */
@@ -83,16 +87,35 @@ export class App {
       closers.push(() => clock.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
+      const siblings = new Siblings(rpcClient);
+      // The starter and the manager need each other: the starter ends calls, the manager starts pipelines.
+      let manager: CallManager | null = null;
+      const providers = options.providers ?? new ProviderRegistry(config);
+      const starter = new PipelineStarter({
+        config,
+        providers,
+        siblings,
+        metrics,
+        publishMessage: (type, call, text) => manager?.publishMessage(type, call, text),
+        terminate: (id, reason) => void manager?.terminate(id, reason),
+      });
       const calls = new CallManager({
         config,
         store,
         events,
-        siblings: new Siblings(rpcClient),
+        siblings,
         metrics,
         log,
+        checkProviders: (types) => providers.checkAvailable(types),
         externalHost: () => `${config.podIp}:${audiosocketAddress.port}`,
-        ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
+        hooks: {
+          onSessionStart: (call) => {
+            if (call.media === null) starter.start(call, null, null);
+          },
+          onSessionEnd: (call) => starter.stop(call),
+        },
       });
+      manager = calls;
       closers.push(() => calls.shutdown(0));
 
       const routes = new RpcRoutes(calls, config.podIp);
@@ -119,7 +142,7 @@ export class App {
         maxFrameBytes: config.audiosocketMaxFrameBytes,
         metrics,
         log,
-        onCall: (uuid: string, conn: AudiosocketConnection) => attachAudiosocket(calls, clock, metrics, uuid, conn),
+        onCall: (uuid: string, conn: AudiosocketConnection) => attachAudiosocket(calls, starter, clock, metrics, uuid, conn),
       });
       audiosocketAddress = await audiosocket.listen();
       closers.push(() => audiosocket.close());
@@ -188,6 +211,7 @@ async function closeAll(closers: Closer[], log: Logger): Promise<void> {
 /** Wires an Audiosocket connection to its call (SPEC §2.2 steps 2–6). Throwing makes the server close it. */
 async function attachAudiosocket(
   calls: CallManager,
+  starter: PipelineStarter,
   clock: OutputClock,
   metrics: Metrics,
   uuid: string,
@@ -200,10 +224,16 @@ async function attachAudiosocket(
   });
   const m = media as AudiosocketMedia | null;
   if (m === null) return;
-  conn.onAudio((_pcm, kind) => m.start(kind));
+  conn.onAudio((pcm, kind) => {
+    if (!m.started) {
+      m.start(kind);
+      starter.start(call, m, rateOfKind(kind));
+    }
+    call.pipeline?.pushAudio(pcm);
+  });
   conn.onDtmf((digit) => {
     call.touch();
-    call.log.debug({ digit }, 'dtmf');
+    call.pipeline?.pushDtmf(digit);
   });
   conn.onClose((reason) => {
     if (reason !== 'local') void calls.terminate(call.id, 'hangup');

@@ -2,6 +2,8 @@
 // CallManager creates and terminates calls; everything a call opens is released in its close().
 
 import type { Logger } from '../log.js';
+import type { VoicePipeline } from '../pipeline/voice-pipeline.js';
+import type { CallListener } from './call-observer.js';
 import type { Pipecatcall } from '../model/pipecatcall.js';
 import type { VadConfig } from './create-request.js';
 
@@ -60,6 +62,16 @@ export class Call {
   terminateReason: TerminateReason | null = null;
   /** The pipeline runs: media attached, or a text-only session started. */
   sessionStarted = false;
+  /** start() was called on the PipelineStarter (the pipeline may still be opening its providers). */
+  pipelineStarted = false;
+  /** The pipeline being built; settles (never rejects) when it is running or has given up. */
+  pipelineBuild: Promise<void> | null = null;
+  /** The voice pipeline, once started (at the first caller audio, or at once for text-only sessions). */
+  pipeline: VoicePipeline | null = null;
+  /** Live followers of the call (WebSocket monitors). */
+  readonly listeners = new Set<CallListener>();
+  /** The latest latency figures of the call, in seconds. */
+  readonly latency: Record<string, number> = {};
   /** Messages injected before a pipeline could take them. Bounded: the oldest is dropped past the limit. */
   readonly pendingMessages: InjectedMessage[] = [];
   readonly createdAt = Date.now();
@@ -113,6 +125,10 @@ export class Call {
   }
 
   injectMessage(message: InjectedMessage): void {
+    if (this.pipeline !== null) {
+      this.pipeline.injectMessage(message.text, message.runImmediately, message.audioResponse);
+      return;
+    }
     if (this.pendingMessages.length >= 100) this.pendingMessages.shift();
     this.pendingMessages.push(message);
   }

@@ -45,6 +45,8 @@ export interface CallManagerDeps {
   /** The Audiosocket address Asterisk is told to connect to (`<POD_IP>:<port>`). */
   externalHost: () => string;
   hooks?: SessionHooks;
+  /** Refuses providers that cannot work on this instance (a missing key): a 400 before anything is written. */
+  checkProviders?: (types: { stt: string; tts: string }) => void;
 }
 
 export interface SendMessageRequest {
@@ -90,6 +92,7 @@ export class CallManager {
     if (req.reference_type === 'call' && this.deps.config.callManager && isNilUuid(req.reference_id)) {
       throw new BadRequestError('reference_id must name the call when reference_type is call (CALL_MANAGER=on)');
     }
+    this.deps.checkProviders?.({ stt: req.stt_type, tts: req.tts_type });
     this.refuseWhenStopping();
     if (this.calls.has(req.id)) throw new ConflictError(`pipecatcall ${req.id} already exists`);
     const row = await this.deps.store.create(this.rowOf(req));
@@ -142,6 +145,7 @@ export class CallManager {
     }
     call.touch();
     call.injectMessage({ text: req.text, runImmediately: req.runImmediately, audioResponse: req.audioResponse });
+    call.log.info({ run_immediately: req.runImmediately, audio_response: req.audioResponse }, 'message injected');
     return this.messageOf(call, req.text);
   }
 

@@ -1,0 +1,92 @@
+// A call's view of its pipeline: conversation events go out on RabbitMQ (SPEC §7), figures into the metrics, any
+// activity pushes the idle deadline back. Listeners (the WebSocket monitor) get the same notices.
+
+import { messageOf } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { PipelineObserver, Stage } from '../pipeline/observer.js';
+import type { Call } from './call.js';
+
+/** Something that follows a call live (RTVI-style notices, SPEC §9). */
+export interface CallListener {
+  notice(type: string, data?: Record<string, unknown>): void;
+}
+
+export class CallObserver implements PipelineObserver {
+  constructor(
+    private readonly call: Call,
+    private readonly publish: (type: string, call: Call, text: string) => void,
+    private readonly metrics: Metrics,
+  ) {}
+
+  private notice(type: string, data?: Record<string, unknown>): void {
+    for (const l of this.call.listeners) l.notice(type, data);
+  }
+
+  userStartedSpeaking(): void {
+    this.notice('user-started-speaking');
+  }
+
+  userStoppedSpeaking(): void {
+    this.notice('user-stopped-speaking');
+  }
+
+  userTranscription(text: string, final: boolean): void {
+    if (final && text !== '') this.publish('message_user_transcription', this.call, text);
+    this.notice('user-transcription', { text, user_id: '', timestamp: new Date().toISOString(), final });
+  }
+
+  userLlm(text: string): void {
+    this.publish('message_user_llm', this.call, text);
+  }
+
+  botLlmStarted(): void {
+    this.notice('bot-llm-started');
+  }
+
+  botLlmText(text: string): void {
+    this.notice('bot-llm-text', { text });
+  }
+
+  botLlmStopped(): void {
+    this.notice('bot-llm-stopped');
+  }
+
+  botLlm(text: string): void {
+    this.publish('message_bot_llm', this.call, text);
+  }
+
+  botTranscription(sentence: string): void {
+    this.publish('message_bot_transcription', this.call, sentence);
+    this.notice('bot-transcription', { text: sentence });
+  }
+
+  botStartedSpeaking(): void {
+    this.notice('bot-started-speaking');
+  }
+
+  botStoppedSpeaking(): void {
+    this.notice('bot-stopped-speaking');
+  }
+
+  interrupted(): void {
+    this.metrics.interruptionsTotal.inc();
+    this.call.log.debug('barge-in: bot interrupted');
+  }
+
+  providerError(stage: Stage, provider: string, err: unknown): void {
+    this.metrics.providerErrorsTotal.inc({ provider, stage });
+    this.call.log.warn({ stage, provider, err: messageOf(err) }, 'provider error');
+    this.notice('error', { message: `${stage} provider ${provider} failed` });
+  }
+
+  latency(kind: 'stt_final' | 'llm_ttft' | 'tts_ttfb' | 'voice_to_voice', seconds: number): void {
+    const m = this.metrics;
+    const h = kind === 'stt_final' ? m.sttFinal : kind === 'llm_ttft' ? m.llmTtft : kind === 'tts_ttfb' ? m.ttsTtfb : m.voiceToVoice;
+    h.observe(seconds);
+    this.call.latency[kind] = seconds;
+  }
+
+  activity(): void {
+    this.call.touch();
+  }
+}

@@ -1,0 +1,182 @@
+// The end of the pipeline: bot audio is resampled to the wire rate and queued on the call's sink, and each
+// generation is finalized into the context once — fully when its audio has been played, or with only what was
+// actually spoken when the caller barged in (SPEC §3.4), or at once for text-only replies.
+
+import type { Resampler } from '../audio/resampler.js';
+import type { TtsWord } from '../providers/types.js';
+import type { BotAudioSink, PlaybackListener } from './audio-sink.js';
+import type { BotState } from './bot-state.js';
+import type { ConversationContext } from './context.js';
+import type { Direction, Frame } from './frames.js';
+import type { PipelineObserver } from './observer.js';
+import { FrameProcessor } from './processor.js';
+
+const FRAME_SECONDS = 0.02;
+
+interface Generation {
+  audio: boolean;
+  /** The LLM text not yet moved into a tool-call message. */
+  text: string;
+  sentences: string[];
+  words: TtsWord[];
+  /** botFramesWritten at which this generation's first audio frame plays; null before its first audio. */
+  startFrame: number | null;
+  ttsDone: boolean;
+  llmDone: boolean;
+  endAfterReply: boolean;
+}
+
+export class AssistantOutput extends FrameProcessor implements PlaybackListener {
+  private gen: Generation | null = null;
+
+  constructor(
+    private readonly context: ConversationContext,
+    private readonly bot: BotState,
+    private readonly observer: PipelineObserver,
+    private readonly sink: BotAudioSink | null,
+    /** TTS rate → wire rate, one converter for the call; null when the rates match. */
+    private readonly resampler: Resampler | null,
+  ) {
+    super();
+    sink?.setPlaybackListener(this);
+  }
+
+  process(frame: Frame, direction: Direction): void {
+    if (direction === 'up') {
+      this.push(frame, 'up');
+      return;
+    }
+    const gen = this.gen;
+    switch (frame.type) {
+      case 'llm_started':
+        this.gen = {
+          audio: frame.audio && this.sink !== null,
+          text: '',
+          sentences: [],
+          words: [],
+          startFrame: null,
+          ttsDone: false,
+          llmDone: false,
+          endAfterReply: false,
+        };
+        return;
+      case 'llm_text':
+        if (gen !== null) gen.text += frame.text;
+        return;
+      case 'llm_tool_calls':
+        // That text now lives in the assistant tool-call message the LLM processor added.
+        if (gen !== null) gen.text = '';
+        return;
+      case 'tts_sentence':
+        gen?.sentences.push(frame.text);
+        return;
+      case 'tts_audio':
+        this.queueAudio(frame.pcm);
+        return;
+      case 'tts_words':
+        if (gen !== null) gen.words.push(...frame.words);
+        return;
+      case 'tts_done':
+        if (gen === null) return;
+        gen.ttsDone = true;
+        this.sink?.flush();
+        this.maybeFinish();
+        return;
+      case 'llm_stopped':
+        if (gen === null) return;
+        gen.llmDone = true;
+        if (!gen.audio) this.finalize(gen.text.trim());
+        else this.maybeFinish();
+        return;
+      case 'end_after_reply':
+        if (gen !== null) gen.endAfterReply = true;
+        else this.push({ type: 'end_call', reason: 'stop' }, 'up');
+        return;
+      case 'interruption':
+        this.interrupt();
+        return;
+      default:
+        return;
+    }
+  }
+
+  private queueAudio(pcm: Buffer): void {
+    const gen = this.gen;
+    if (gen === null || !gen.audio || this.sink === null) return;
+    let out = pcm;
+    if (this.resampler !== null) {
+      const samples = this.resampler.process(toInt16(pcm));
+      out = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+    }
+    if (out.length === 0) return;
+    gen.startFrame ??= this.sink.botFramesWritten + this.sink.queuedFrames;
+    this.sink.push(out);
+  }
+
+  /** The generation is complete when the LLM and the TTS are done and its audio has left the queue. */
+  private maybeFinish(): void {
+    const gen = this.gen;
+    if (gen === null || !gen.llmDone || !gen.ttsDone) return;
+    if (this.sink !== null && this.sink.queuedFrames > 0) return;
+    this.finalize(gen.sentences.join(' ').trim() || gen.text.trim());
+  }
+
+  private interrupt(): void {
+    this.sink?.clear();
+    const gen = this.gen;
+    if (gen === null) return;
+    this.observer.interrupted();
+    this.finalize(gen.audio ? this.spokenText(gen) : gen.text.trim());
+  }
+
+  /** The words whose audio had started playing when the caller barged in. */
+  private spokenText(gen: Generation): string {
+    if (gen.startFrame === null || this.sink === null) return '';
+    const played = (this.sink.botFramesWritten - gen.startFrame) * FRAME_SECONDS;
+    if (played <= 0) return '';
+    const spoken = gen.words.filter((w) => w.start < played).map((w) => w.text.trim());
+    return spoken.join(' ').replace(/\s+/g, ' ').trim();
+  }
+
+  private finalize(text: string): void {
+    const gen = this.gen;
+    this.gen = null;
+    this.bot.generating = false;
+    this.context.addAssistant(text);
+    if (text !== '') this.observer.botLlm(text);
+    if (gen?.endAfterReply === true) {
+      this.push({ type: 'end_call', reason: 'stop' }, 'up');
+    }
+  }
+
+  playbackStarted(): void {
+    this.bot.speaking = true;
+    this.observer.activity();
+    this.observer.botStartedSpeaking();
+    const stoppedAt = this.bot.userStoppedAt;
+    if (stoppedAt !== null) {
+      this.bot.userStoppedAt = null;
+      this.observer.latency('voice_to_voice', (performance.now() - stoppedAt) / 1000);
+    }
+  }
+
+  playbackStopped(): void {
+    this.bot.speaking = false;
+    this.observer.activity();
+    this.observer.botStoppedSpeaking();
+    this.maybeFinish();
+  }
+
+  override close(): void {
+    this.sink?.setPlaybackListener(null);
+    this.resampler?.close();
+  }
+}
+
+/** An Int16Array over PCM bytes, copying only when the bytes are not 2-aligned. */
+export function toInt16(pcm: Buffer): Int16Array {
+  if (pcm.byteOffset % 2 === 0) return new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length >> 1);
+  const copy = new Int16Array(pcm.length >> 1);
+  Buffer.from(copy.buffer).set(pcm.subarray(0, copy.length * 2));
+  return copy;
+}

@@ -1,0 +1,266 @@
+// The conversation pipeline with in-process providers: frames in, behaviour out (context, events, audio on the
+// sink, cancellation). The same processors run on real calls; network providers are tested against fakes.
+
+import { describe, expect, it } from 'vitest';
+import { AssistantOutput } from '../../src/pipeline/assistant-output.js';
+import { BotState } from '../../src/pipeline/bot-state.js';
+import { ConversationContext } from '../../src/pipeline/context.js';
+import type { Frame } from '../../src/pipeline/frames.js';
+import { LlmProcessor, type ToolExecutor } from '../../src/pipeline/llm-processor.js';
+import { Pipeline } from '../../src/pipeline/processor.js';
+import { SentenceProcessor } from '../../src/pipeline/sentence-processor.js';
+import { TtsProcessor } from '../../src/pipeline/tts-processor.js';
+import { UserTurnAggregator } from '../../src/pipeline/turns.js';
+import type { LlmChunk } from '../../src/providers/types.js';
+import { ManualSink, RecordingObserver, ScriptedLlm, ScriptedTts, sleep } from '../helpers/pipeline-fakes.js';
+
+const text = (...parts: string[]): LlmChunk[] => parts.map((t) => ({ type: 'text', text: t }));
+
+function build(opts: { llm: ScriptedLlm; audio?: boolean; tools?: ToolExecutor; finalTimeoutMs?: number }) {
+  const audio = opts.audio ?? true;
+  const context = new ConversationContext([{ role: 'system', content: 'be brief' }]);
+  const bot = new BotState();
+  const observer = new RecordingObserver();
+  const tts = new ScriptedTts();
+  const sink = new ManualSink();
+  const call = new AbortController();
+  const upstream: Frame[] = [];
+  const pipeline = new Pipeline(
+    [
+      new UserTurnAggregator(context, bot, observer, { audio, finalTimeoutMs: opts.finalTimeoutMs ?? 300, dtmfTimeoutMs: 200 }),
+      new LlmProcessor(opts.llm, context, opts.tools ?? null, bot, observer, call.signal),
+      new SentenceProcessor(observer),
+      new TtsProcessor(tts, observer, call.signal),
+      new AssistantOutput(context, bot, observer, audio ? sink : null, null),
+    ],
+    (frame, dir) => {
+      if (dir === 'up') upstream.push(frame);
+    },
+  );
+  return { context, bot, observer, tts, sink, call, upstream, pipeline };
+}
+
+async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(2);
+  }
+}
+
+/** Plays the sink until it is empty (the clock would do this at 20 ms per frame). */
+async function playAll(sink: ManualSink): Promise<void> {
+  for (let i = 0; i < 10_000 && sink.queuedFrames > 0; i++) sink.tick();
+  sink.tick();
+  await sleep(1);
+}
+
+describe('the pipeline', () => {
+  it('speaks first: sentences go to the TTS as they complete, the reply enters the context once played', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Hello', ' there.', ' How can', ' I help?') }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.tts.sentences.length === 2 && t.sink.queuedFrames > 0, 'TTS audio');
+    expect(t.tts.sentences).toEqual(['Hello there.', 'How can I help?']);
+    await until(() => t.sink.queuedFrames >= Math.ceil(('Hello there.How can I help?'.length * 320) / 640), 'all audio');
+    expect(t.context.messages.at(-1)?.role).toBe('system');
+    expect(t.bot.generating).toBe(true);
+    await playAll(t.sink);
+    expect(t.context.messages.at(-1)).toEqual({ role: 'assistant', content: 'Hello there. How can I help?' });
+    expect(t.bot.generating).toBe(false);
+    expect(t.observer.events).toEqual([
+      ['message_bot_transcription', 'Hello there.'],
+      ['message_bot_transcription', 'How can I help?'],
+      ['message_bot_llm', 'Hello there. How can I help?'],
+    ]);
+  });
+
+  it('runs the LLM when the user turn ends with its final transcript', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Sure.') }]);
+    const t = build({ llm, audio: false });
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    t.pipeline.feed({ type: 'transcription', text: 'I need', final: false });
+    t.pipeline.feed({ type: 'transcription', text: 'I need help', final: true });
+    t.pipeline.feed({ type: 'user_stopped_speaking' });
+    await until(() => llm.requests.length === 1, 'LLM run');
+    expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'I need help' });
+    await until(() => t.context.messages.at(-1)?.role === 'assistant', 'reply');
+    expect(t.observer.events).toEqual([
+      ['message_user_transcription', 'I need help'],
+      ['message_user_llm', 'I need help'],
+      ['message_bot_llm', 'Sure.'],
+    ]);
+  });
+
+  it('waits for a final that comes after the VAD stop, and falls back to the interim after the timeout', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Ok.') }]);
+    const t = build({ llm, audio: false, finalTimeoutMs: 150 });
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    t.pipeline.feed({ type: 'transcription', text: 'first', final: false });
+    t.pipeline.feed({ type: 'user_stopped_speaking' });
+    await sleep(50);
+    expect(llm.requests).toHaveLength(0);
+    t.pipeline.feed({ type: 'transcription', text: 'first words', final: true });
+    await until(() => llm.requests.length === 1, 'run after the final');
+    expect(llm.requests[0]?.at(-1)?.content).toBe('first words');
+
+    await until(() => !t.bot.generating, 'done');
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    t.pipeline.feed({ type: 'transcription', text: 'only interim', final: false });
+    t.pipeline.feed({ type: 'user_stopped_speaking' });
+    await sleep(60);
+    expect(llm.requests).toHaveLength(1);
+    await until(() => llm.requests.length === 2, 'run after the timeout');
+    expect(llm.requests[1]?.at(-1)?.content).toBe('only interim');
+
+    await until(() => !t.bot.generating, 'done');
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    t.pipeline.feed({ type: 'user_stopped_speaking' });
+    await sleep(250);
+    expect(llm.requests).toHaveLength(2);
+  });
+
+  it('barge-in: cancels the LLM and TTS, empties the queue, keeps only what was spoken', async () => {
+    const long = text('One two three four.', ' Five six seven eight.', ' Nine ten eleven twelve.', ' And more words here.', ' The end.');
+    const llm = new ScriptedLlm([{ chunks: long, delayMs: 40 }, { chunks: text('Yes?') }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.sink.queuedFrames > 0, 'first audio');
+    // 'One two three four.' is 19 chars = 0.19 s of audio; play 0.12 s of it: "One two three" started.
+    t.sink.tick(6);
+    expect(t.bot.speaking).toBe(true);
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    expect(t.sink.queuedFrames).toBe(0);
+    expect(t.sink.cleared).toBe(1);
+    expect(t.observer.interruptions).toBe(1);
+    expect(t.tts.cancelled).toBeGreaterThanOrEqual(1);
+    const spoken = t.context.messages.at(-1);
+    expect(spoken?.role).toBe('assistant');
+    expect(spoken?.content).toBe('One two three');
+    expect(t.observer.events.at(-1)).toEqual(['message_bot_llm', 'One two three']);
+    await sleep(120);
+    expect(llm.aborted).toBe(1);
+    expect(t.sink.queuedFrames).toBe(0);
+    // The user's turn then runs the LLM with the partial reply in the context.
+    t.pipeline.feed({ type: 'transcription', text: 'wait', final: true });
+    t.pipeline.feed({ type: 'user_stopped_speaking' });
+    await until(() => llm.requests.length === 2, 'second run');
+    expect(llm.requests[1]?.slice(-2)).toEqual([
+      { role: 'assistant', content: 'One two three' },
+      { role: 'user', content: 'wait' },
+    ]);
+  });
+
+  it('a barge-in before any audio played keeps nothing of the reply', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Long', ' answer', ' coming.'), delayMs: 30 }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await sleep(40);
+    t.pipeline.feed({ type: 'user_started_speaking' });
+    expect(t.context.messages.at(-1)?.role).toBe('system');
+    expect(t.bot.generating).toBe(false);
+    await sleep(100);
+    expect(t.tts.sentences).toEqual([]);
+  });
+
+  it('executes tool calls, keeps them in the context and runs again when asked', async () => {
+    const executed: string[] = [];
+    const tools: ToolExecutor = {
+      tools: [{ name: 'get_variables', description: 'x', parameters: { type: 'object', properties: {} } }],
+      execute: (call) => {
+        executed.push(`${call.name} ${call.arguments}`);
+        return Promise.resolve({ result: '{"variables":{"a":"1"}}', runLlm: true, endCall: false });
+      },
+    };
+    const llm = new ScriptedLlm([
+      { chunks: [{ type: 'text', text: 'Checking.' }, { type: 'tool_calls', calls: [{ id: 'c1', name: 'get_variables', arguments: '{"run_llm":true}' }] }] },
+      { chunks: text('A is 1.') },
+    ]);
+    const t = build({ llm, audio: false, tools });
+    t.pipeline.feed({ type: 'user_text', text: 'what is a?', runImmediately: true, audioResponse: false });
+    await until(() => t.context.messages.at(-1)?.content === 'A is 1.', 'second answer');
+    expect(executed).toEqual(['get_variables {"run_llm":true}']);
+    expect(llm.requests[1]?.slice(-2)).toEqual([
+      { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_variables', arguments: '{"run_llm":true}' } }] },
+      { role: 'tool', tool_call_id: 'c1', content: '{"variables":{"a":"1"}}' },
+    ]);
+  });
+
+  it('stop_service ends the call after the reply has been spoken', async () => {
+    const tools: ToolExecutor = {
+      tools: [],
+      execute: () => Promise.resolve({ result: '{"status":"ok"}', runLlm: false, endCall: true }),
+    };
+    const llm = new ScriptedLlm([{ chunks: [{ type: 'text', text: 'Goodbye!' }, { type: 'tool_calls', calls: [{ id: 'c', name: 'stop_service', arguments: '{}' }] }] }]);
+    const t = build({ llm, tools });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.sink.queuedFrames > 0, 'audio');
+    await sleep(20);
+    expect(t.upstream).toEqual([]);
+    await playAll(t.sink);
+    expect(t.upstream).toEqual([{ type: 'end_call', reason: 'stop' }]);
+  });
+
+  it('collects DTMF until # and runs the LLM with it', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Got it.') }]);
+    const t = build({ llm, audio: false });
+    for (const d of ['1', '2', '#']) t.pipeline.feed({ type: 'dtmf', digit: d });
+    await until(() => llm.requests.length === 1, 'run');
+    expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'DTMF: 12' });
+    t.pipeline.feed({ type: 'dtmf', digit: '9' });
+    await until(() => llm.requests.length === 2, 'timeout flush');
+    expect(llm.requests[1]?.at(-1)?.content).toBe('DTMF: 9');
+  });
+
+  it('a message without run_immediately waits in the context for the next turn', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Fine.') }]);
+    const t = build({ llm, audio: false });
+    t.pipeline.feed({ type: 'user_text', text: 'note: VIP caller', runImmediately: false, audioResponse: false });
+    await sleep(20);
+    expect(llm.requests).toHaveLength(0);
+    t.pipeline.feed({ type: 'transcription', text: 'hello', final: true });
+    await until(() => llm.requests.length === 1, 'run');
+    expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'note: VIP caller\nhello' });
+  });
+
+  it('two failed LLM runs in a row end the call with llm_error; one does not', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Par'), fail: new Error('HTTP 500') }]);
+    const t = build({ llm, audio: false });
+    t.pipeline.feed({ type: 'llm_run', audio: false });
+    await until(() => t.observer.errors.length === 1, 'first error');
+    expect(t.upstream).toEqual([]);
+    expect(t.bot.generating).toBe(false);
+    t.pipeline.feed({ type: 'llm_run', audio: false });
+    await until(() => t.upstream.length === 1, 'end_call');
+    expect(t.upstream[0]).toEqual({ type: 'end_call', reason: 'llm_error' });
+    expect(t.observer.errors).toEqual([
+      ['llm', 'scripted'],
+      ['llm', 'scripted'],
+    ]);
+  });
+
+  it('two failed TTS turns in a row end the call with tts_error', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Hi there.') }]);
+    const t = build({ llm });
+    t.tts.failNext = 2;
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.observer.errors.length === 1 && !t.bot.generating, 'first failure');
+    expect(t.upstream).toEqual([]);
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.upstream.length === 1, 'end_call');
+    expect(t.upstream[0]).toEqual({ type: 'end_call', reason: 'tts_error' });
+  });
+
+  it('cancelling the call signal stops everything without errors', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('a ', 'b ', 'c.'), delayMs: 30 }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await sleep(20);
+    t.call.abort();
+    await t.pipeline.close();
+    await sleep(120);
+    expect(t.observer.errors).toEqual([]);
+    expect(t.upstream).toEqual([]);
+    expect(llm.aborted).toBe(1);
+  });
+});
