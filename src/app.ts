@@ -9,6 +9,7 @@ import { CallManager } from './calls/manager.js';
 import { PipelineStarter } from './calls/pipeline-starter.js';
 import { ProviderRegistry } from './providers/provider-registry.js';
 import { rateOfKind } from './audiosocket/protocol.js';
+import { SileroVad } from './pipeline/vad.js';
 import { Siblings } from './calls/siblings.js';
 import type { Config, HostPort } from './config.js';
 import { messageOf } from './errors.js';
@@ -83,6 +84,8 @@ export class App {
       const rpcClient = new RpcClient({ broker, publisher: 'pipecat-manager', metrics, log });
       closers.push(() => rpcClient.close());
 
+      // The Silero model is loaded once per process; loading it blocks the loop (~40 ms), so not on a live call.
+      await SileroVad.preload();
       const clock = new OutputClock({ metrics, log });
       closers.push(() => clock.close());
 

@@ -30,6 +30,8 @@ interface Entry {
 // harmless (the grid stays exact), late is what Asterisk hears.
 const EARLY_MS = 0.5;
 const LOG_EVERY_MS = 10_000;
+/** Missed slots caught up with a burst after a short stall (60 ms); longer stalls skip (see onTimer). */
+const MAX_CATCH_UP_SLOTS = 3;
 
 export class OutputClock {
   private readonly periodMs: number;
@@ -124,13 +126,27 @@ export class OutputClock {
     const now = performance.now();
     this.slot++;
     const late = now - (this.start + this.slot * this.periodMs);
-    if (late >= this.periodMs) {
-      // The loop was blocked for more than a slot: the missed slots are skipped, not caught up. A burst would
-      // reach Asterisk faster than real time and overflow its queue (it has no jitter buffer). Re-anchoring the
-      // grid on this wake also keeps the next tick a whole period away instead of right behind this one.
-      this.skipped += Math.floor(late / this.periodMs);
+    let missed = late >= this.periodMs ? Math.floor(late / this.periodMs) : 0;
+    if (missed > MAX_CATCH_UP_SLOTS) {
+      // Blocked for long: the missed slots are skipped, not caught up. A long burst would reach Asterisk faster
+      // than real time and overflow its queue (it has no jitter buffer). Re-anchoring the grid on this wake also
+      // keeps the next tick a whole period away instead of right behind this one.
+      this.skipped += missed;
       this.start = now - this.slot * this.periodMs;
+      missed = 0;
     }
+    // A short stall (a GC pause, a converter being created) is caught up with a burst of at most
+    // MAX_CATCH_UP_SLOTS extra frames, which Asterisk's queue absorbs: every call stays on its 20 ms grid
+    // instead of being shifted a frame late for the rest of the call.
+    for (let k = missed; k >= 0; k--) {
+      const lateMs = late - k * this.periodMs;
+      if (k > 0) this.slot++;
+      this.runSinks(lateMs);
+    }
+    if (this.entries.length > 0 && this.timer === undefined && !this.closed) this.schedule();
+  };
+
+  private runSinks(late: number): void {
     const tick = ++this.tickCount;
     // One observation per tick, not per sink: every sink writes within the same wake, and the hot path stays cheap.
     this.metrics?.outputFrameLateness.observe(Math.max(0, late) / 1000);
@@ -145,8 +161,7 @@ export class OutputClock {
         this.sinkFailed(err);
       }
     }
-    if (this.entries.length > 0 && this.timer === undefined && !this.closed) this.schedule();
-  };
+  }
 
   private sinkFailed(err: unknown): void {
     this.errors++;

@@ -46,7 +46,7 @@ export interface CallManagerDeps {
   externalHost: () => string;
   hooks?: SessionHooks;
   /** Refuses providers that cannot work on this instance (a missing key): a 400 before anything is written. */
-  checkProviders?: (types: { stt: string; tts: string }) => void;
+  checkProviders?: (types: { stt: string; tts: string; ttsVoiceId: string }) => void;
 }
 
 export interface SendMessageRequest {
@@ -92,7 +92,11 @@ export class CallManager {
     if (req.reference_type === 'call' && this.deps.config.callManager && isNilUuid(req.reference_id)) {
       throw new BadRequestError('reference_id must name the call when reference_type is call (CALL_MANAGER=on)');
     }
-    this.deps.checkProviders?.({ stt: req.stt_type, tts: req.tts_type });
+    this.deps.checkProviders?.({
+      stt: req.stt_type,
+      tts: req.tts_type,
+      ttsVoiceId: req.tts_voice_id || this.deps.config.defaults.ttsVoiceId,
+    });
     this.refuseWhenStopping();
     if (this.calls.has(req.id)) throw new ConflictError(`pipecatcall ${req.id} already exists`);
     const row = await this.deps.store.create(this.rowOf(req));

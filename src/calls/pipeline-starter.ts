@@ -54,22 +54,20 @@ export class PipelineStarter {
         stt: media && row.stt_type !== '' ? { provider: providers.sttProvider(row.stt_type), language: row.stt_language } : null,
         tts:
           media && row.tts_type !== ''
-            ? { provider: providers.ttsProvider(row.tts_type), voiceId: row.tts_voice_id, language: row.tts_language }
+            ? { provider: providers.ttsProvider(row.tts_type), voiceId: row.tts_voice_id || config.defaults.ttsVoiceId, language: row.tts_language }
             : null,
         vad: call.vadConfig,
         createVad: (params, events) =>
           SileroVad.create({
-            confidence: params.confidence,
-            startSecs: params.start_secs,
-            stopSecs: params.stop_secs,
-            minVolume: params.min_volume,
+            params,
             onSpeechStart: () => events.onSpeechStart(),
             onSpeechStop: () => events.onSpeechStop(),
+            onError: (err) => call.log.warn({ err: messageOf(err) }, 'VAD inference failed; barge-in and turns stop for this call'),
           }),
         createResampler: (from, to) => Resampler.create(from, to, config.resamplerQuality),
         sink,
         wireRate,
-        observer: new CallObserver(call, this.deps.publishMessage, this.deps.metrics),
+        observer: new CallObserver(call, (type, c, text) => this.deps.publishMessage(type, c, text), this.deps.metrics),
         signal: call.abort.signal,
         log: call.log,
         onEndCall: (reason) => {

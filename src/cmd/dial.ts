@@ -18,6 +18,8 @@ export interface DialOptions {
   out: string | undefined;
   dtmf: string | undefined;
   timeout: string | undefined;
+  /** Seconds to listen to the bot's greeting before speaking (0: speak at once). */
+  greeting: string | undefined;
 }
 
 export interface DialSummary {
@@ -69,6 +71,8 @@ export async function dialCall(config: Config, o: DialOptions): Promise<DialSumm
   }
   const timeoutS = o.timeout === undefined ? 10 : Number(o.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > 3600) throw new UsageError('--timeout must be seconds > 0');
+  const greetingS = o.greeting === undefined ? 10 : Number(o.greeting);
+  if (!Number.isFinite(greetingS) || greetingS < 0 || greetingS > 600) throw new UsageError('--greeting must be seconds ≥ 0');
   const dtmf = o.dtmf ?? '';
   if (!/^[0-9*#A-D]*$/.test(dtmf)) throw new UsageError('--dtmf takes digits 0-9 * # A-D');
 
@@ -91,6 +95,7 @@ export async function dialCall(config: Config, o: DialOptions): Promise<DialSumm
   let speechEndAt: number | undefined;
   let firstReplyAt: number | undefined;
   let daemonHungUp = false;
+  let lastBotAudioAt: number | undefined;
   client.onMessage((msg, at) => {
     if (msg.kind === KIND_HANGUP) {
       daemonHungUp = true;
@@ -100,33 +105,71 @@ export async function dialCall(config: Config, o: DialOptions): Promise<DialSumm
     recorder.add(msg.kind, Buffer.from(msg.payload), at);
     if (isSilent(msg.payload)) return;
     firstAudioAt ??= at;
+    lastBotAudioAt = at;
     if (speechEndAt !== undefined) firstReplyAt ??= at;
   });
 
-  const stop = new AbortController();
-  let remoteClosed: boolean;
-  void client.closed.then(() => stop.abort());
-  try {
-    await client.streamPcm(pcm, kind, { signal: stop.signal });
-    speechEndAt = performance.now();
-    // DTMF after the speech, 100 ms of audio apart, as a keypad would send them.
-    const gap = Buffer.alloc(frameBytes(rate) * 5);
-    for (const digit of dtmf) {
-      if (client.isClosed) break;
-      client.sendDtmf(digit);
-      await client.streamPcm(gap, kind, { signal: stop.signal });
+  // One drift-corrected 20 ms schedule for the whole call, as Asterisk paces its frames: frame i leaves at
+  // t0 + 20·i. The source decides what each frame is: silence while the greeting plays, the WAV, DTMF, silence.
+  const frameSize = frameBytes(rate);
+  const silence = Buffer.alloc(frameSize);
+  const listenUntil = connectedAt + greetingS * 1000;
+  const tailFrames = Math.round((timeoutS * 1000) / FRAME_MS);
+  let phase: 'greeting' | 'speech' | 'dtmf' | 'tail' = greetingS > 0 ? 'greeting' : 'speech';
+  let offset = 0;
+  let digitIndex = 0;
+  let gap = 0;
+  let tail = 0;
+  const nextFrame = (now: number): Buffer | 'dtmf' | null => {
+    if (phase === 'greeting') {
+      const greeted = lastBotAudioAt !== undefined && now - lastBotAudioAt > 600;
+      if (!greeted && now < listenUntil) return silence;
+      phase = 'speech';
     }
-    // Keep the line open with silence, as a quiet caller would, until the timeout or the daemon hangs up.
-    const silence = Buffer.alloc(frameBytes(rate) * Math.round((timeoutS * 1000) / FRAME_MS));
-    await client.streamPcm(silence, kind, { signal: stop.signal });
-  } catch (err) {
-    if (!stop.signal.aborted) throw err;
-  } finally {
-    remoteClosed = stop.signal.aborted;
-    client.hangup();
-    await Promise.race([client.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
-    client.destroy();
+    if (phase === 'speech') {
+      if (offset < pcm.length) {
+        let frame = pcm.subarray(offset, offset + frameSize);
+        offset += frameSize;
+        if (frame.length < frameSize) frame = Buffer.concat([frame, silence.subarray(frame.length)]);
+        return frame;
+      }
+      speechEndAt = now;
+      phase = 'dtmf';
+    }
+    if (phase === 'dtmf') {
+      if (gap > 0) {
+        gap--;
+        return silence;
+      }
+      if (digitIndex < dtmf.length) {
+        gap = 5;
+        return 'dtmf';
+      }
+      phase = 'tail';
+    }
+    return tail++ < tailFrames ? silence : null;
+  };
+  let remoteClosed = false;
+  const t0 = performance.now();
+  for (let i = 0; ; i++) {
+    const wait = t0 + i * FRAME_MS - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    if (client.isClosed) {
+      remoteClosed = true;
+      break;
+    }
+    const frame = nextFrame(performance.now());
+    if (frame === null) break;
+    if (frame === 'dtmf') {
+      client.sendDtmf(dtmf[digitIndex++] ?? '#');
+      client.sendAudio(silence, kind);
+    } else {
+      client.sendAudio(frame, kind);
+    }
   }
+  client.hangup();
+  await Promise.race([client.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
+  client.destroy();
 
   const sentMs = Math.round(performance.now() - connectedAt);
   const stats = recorder.stats();

@@ -29,7 +29,7 @@ const USAGE = `pipecat-control — operator CLI for pipecat-manager (JSON on std
         [--run-immediately] [--audio-response]
   pipecat-control ping [--host-id HOST]
   pipecat-control call dial --wav FILE [--id ID] [--address HOST:PORT] [--rate 8000|16000] [--out FILE]
-        [--dtmf DIGITS] [--timeout SECONDS]
+        [--dtmf DIGITS] [--timeout SECONDS] [--greeting SECONDS]
 
 Every daemon setting is accepted too (env, .env, or --rabbitmq-address etc.).
 `;
@@ -134,6 +134,7 @@ async function run(cli: Cli): Promise<unknown> {
         out: cli.flag('out'),
         dtmf: cli.flag('dtmf'),
         timeout: cli.flag('timeout'),
+        greeting: cli.flag('greeting'),
       });
     default:
       throw new UsageError(group === undefined ? 'no command given' : `unknown command ${JSON.stringify(`${group} ${command ?? ''}`.trim())}`);

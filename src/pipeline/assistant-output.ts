@@ -28,6 +28,7 @@ interface Generation {
 
 export class AssistantOutput extends FrameProcessor implements PlaybackListener {
   private gen: Generation | null = null;
+  private closed = false;
 
   constructor(
     private readonly context: ConversationContext,
@@ -102,7 +103,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
 
   private queueAudio(pcm: Buffer): void {
     const gen = this.gen;
-    if (gen === null || !gen.audio || this.sink === null) return;
+    if (this.closed || gen === null || !gen.audio || this.sink === null) return;
     let out = pcm;
     if (this.resampler !== null) {
       const samples = this.resampler.process(toInt16(pcm));
@@ -168,6 +169,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
   }
 
   override close(): void {
+    this.closed = true;
     this.sink?.setPlaybackListener(null);
     this.resampler?.close();
   }

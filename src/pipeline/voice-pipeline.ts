@@ -58,6 +58,7 @@ export class VoicePipeline {
     private readonly inputResampler: Resampler | null,
     private readonly opened: Array<() => Promise<void> | void>,
     private readonly hasAudioOut: boolean,
+    private readonly abortedSignal: AbortSignal,
   ) {}
 
   /** Opens the providers and builds the chain. On failure everything opened so far is closed again. */
@@ -131,7 +132,7 @@ export class VoicePipeline {
       const exit = (frame: Frame, direction: Direction): void => {
         if (direction === 'up' && frame.type === 'end_call') o.onEndCall(frame.reason);
       };
-      return new VoicePipeline(new Pipeline(processors, exit), inputResampler, opened, audioOut);
+      return new VoicePipeline(new Pipeline(processors, exit), inputResampler, opened, audioOut, o.signal);
     } catch (err) {
       for (const close of opened.reverse()) {
         try {
@@ -151,7 +152,7 @@ export class VoicePipeline {
 
   /** Caller audio at the wire rate (s16le mono). */
   pushAudio(pcm: Buffer): void {
-    if (this.closed !== null || pcm.length < 2) return;
+    if (this.closed !== null || pcm.length < 2 || this.abortedSignal.aborted) return;
     const samples = toInt16(pcm);
     this.feed({ type: 'audio_in', pcm: this.inputResampler === null ? samples : this.inputResampler.process(samples) });
   }

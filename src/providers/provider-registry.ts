@@ -9,7 +9,7 @@ import { createOpenAiLlm } from './llm/openai.js';
 import { LLM_VENDORS, parseLlmType } from './registry.js';
 import { createDeepgramStt } from './stt/deepgram.js';
 import { createSphinxStt } from './stt/sphinx.js';
-import { createCartesiaTts } from './tts/cartesia.js';
+import { createCartesiaTts, type CartesiaTtsSettings } from './tts/cartesia.js';
 import { createEspeakTts } from './tts/espeak.js';
 import type { LlmClient, SttProvider, TtsProvider } from './types.js';
 
@@ -19,15 +19,22 @@ export class ProviderRegistry {
   private readonly stt = new Map<string, SttProvider>();
   private readonly tts = new Map<string, TtsProvider>();
 
-  constructor(private readonly settings: ProviderSettings) {}
+  constructor(
+    private readonly settings: ProviderSettings,
+    /** Test hook: how the Cartesia WebSocket reaches a local server (it always dials wss://). */
+    private readonly overrides: { cartesiaCreateConnection?: CartesiaTtsSettings['createConnection'] } = {},
+  ) {}
 
   /** Refuses a create whose providers cannot work here (a missing key), before anything is written. */
-  checkAvailable(types: { stt: string; tts: string }): void {
+  checkAvailable(types: { stt: string; tts: string; ttsVoiceId: string }): void {
     if (types.stt === 'deepgram' && this.settings.keys.deepgram === '') {
       throw new BadRequestError('stt_type deepgram needs DEEPGRAM_API_KEY on this instance');
     }
     if (types.tts === 'cartesia' && this.settings.keys.cartesia === '') {
       throw new BadRequestError('tts_type cartesia needs CARTESIA_API_KEY on this instance');
+    }
+    if (types.tts === 'cartesia' && types.ttsVoiceId === '') {
+      throw new BadRequestError('tts_type cartesia needs a tts_voice_id (or DEFAULT_TTS_VOICE_ID on this instance)');
     }
   }
 
@@ -53,7 +60,11 @@ export class ProviderRegistry {
     if (p !== undefined) return p;
     switch (type) {
       case 'cartesia':
-        p = createCartesiaTts({ apiKey: this.settings.keys.cartesia, baseUrl: this.settings.cartesiaBaseUrl });
+        p = createCartesiaTts({
+          apiKey: this.settings.keys.cartesia,
+          baseUrl: this.settings.cartesiaBaseUrl,
+          ...(this.overrides.cartesiaCreateConnection !== undefined ? { createConnection: this.overrides.cartesiaCreateConnection } : {}),
+        });
         break;
       case 'espeak':
         p = createEspeakTts();

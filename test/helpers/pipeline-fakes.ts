@@ -46,6 +46,7 @@ export class ScriptedTts implements TtsSession {
     const queue: string[] = [];
     let ended = false;
     let wake: (() => void) | null = null;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the turn object's methods report to the session
     const tts = this;
     const poke = (): void => {
       wake?.();

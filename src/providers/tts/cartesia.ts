@@ -63,8 +63,9 @@ export function createCartesiaTts(settings: CartesiaTtsSettings): TtsProvider {
       if (options.voiceId === '') {
         throw new ProviderError(PROVIDER, 'tts', 'Cartesia TTS needs a voice id (tts_voice_id)');
       }
-      if (!/^https?:\/\/[^/]/.test(settings.baseUrl === '' ? DEFAULT_BASE_URL : settings.baseUrl) || hostOf(settings.baseUrl || DEFAULT_BASE_URL) === '') {
-        throw new ProviderError(PROVIDER, 'tts', 'Cartesia TTS base URL must be an http(s):// URL (CARTESIA_BASE_URL)');
+      const baseURL = settings.baseUrl === '' ? DEFAULT_BASE_URL : settings.baseUrl;
+      if (!/^(https?|wss?):\/\//.test(baseURL) || hostOf(baseURL) === '') {
+        throw new ProviderError(PROVIDER, 'tts', 'Cartesia TTS base URL must be an http(s):// or ws(s):// URL (CARTESIA_BASE_URL)');
       }
       const session = new CartesiaSession(settings, options);
       try {
@@ -149,7 +150,7 @@ class CartesiaSession implements TtsSession {
       continue: continues,
       add_timestamps: true,
     };
-    if (this.options.language !== '') req.language = this.options.language as NonNullable<GenerationRequest['language']>;
+    if (this.options.language !== '') req.language = this.options.language;
     return req;
   }
 
@@ -223,10 +224,8 @@ class CartesiaSession implements TtsSession {
       chain: Promise.resolve(),
       lastError: '',
       closed: new Promise<void>((resolve) => (resolveClosed = resolve)),
-      detach: () => {
-        ws.off('event', onEvent);
-        ws.socket.removeEventListener('close', onClose);
-      },
+      // The close listener stays until the socket has closed: dropLink waits for it.
+      detach: () => ws.off('event', onEvent),
     };
 
     const onEvent = (event: WebsocketResponse): void => {
@@ -246,6 +245,7 @@ class CartesiaSession implements TtsSession {
       }
     };
     const onClose = (event: { code?: number }): void => {
+      ws.socket.removeEventListener('close', onClose);
       resolveClosed();
       // Before the handshake completed, the rejected connect() reports the failure (with the HTTP status).
       if (link.dead || !link.open) return;
