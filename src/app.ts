@@ -238,7 +238,9 @@ async function attachAudiosocket(
     call.touch();
     call.pipeline?.pushDtmf(digit);
   });
+  // Asterisk hung up (EOF or 0x00), or the connection broke: the call ends. A close of our own making during
+  // termination finds the call already terminating; terminate() is idempotent.
   conn.onClose((reason) => {
-    if (reason !== 'local') void calls.terminate(call.id, 'hangup');
+    void calls.terminate(call.id, reason === 'local' || reason === 'protocol' ? 'error' : 'hangup');
   });
 }
