@@ -169,6 +169,13 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
   }
 
   override close(): void {
+    // The call ends mid-reply: the final bot text event still goes out (SPEC §3.8), with what was heard.
+    const gen = this.gen;
+    if (gen !== null && !this.closed) {
+      this.gen = null;
+      const text = gen.audio ? this.spokenText(gen) : gen.text.trim();
+      if (text !== '') this.observer.botLlm(text);
+    }
     this.closed = true;
     this.sink?.setPlaybackListener(null);
     this.resampler?.close();

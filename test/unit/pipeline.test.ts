@@ -264,3 +264,17 @@ describe('the pipeline', () => {
     expect(llm.aborted).toBe(1);
   });
 });
+
+describe('closing mid-reply', () => {
+  it('publishes the final bot text with what was heard', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('One two three four.', ' Five six seven.'), delayMs: 20 }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.sink.queuedFrames > 0, 'audio');
+    t.sink.tick(6);
+    t.call.abort();
+    await t.pipeline.close();
+    expect(t.observer.events.at(-1)).toEqual(['message_bot_llm', 'One two three']);
+    expect(t.observer.events.filter(([type]) => type === 'message_bot_llm')).toHaveLength(1);
+  });
+});
