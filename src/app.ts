@@ -13,7 +13,9 @@ import { SileroVad } from './pipeline/vad.js';
 import { Siblings } from './calls/siblings.js';
 import type { Config, HostPort } from './config.js';
 import { messageOf } from './errors.js';
+import { ConsoleRoutes } from './http/console-routes.js';
 import { HttpServer } from './http/server.js';
+import { WebSocketEndpoint } from './http/websocket-endpoint.js';
 import { MetricsServer } from './http/metrics-server.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -155,8 +157,21 @@ export class App {
         redis: () => cache.ping(),
         rabbitmq: () => broker.ping(),
       });
+      // SPEC §9: the call's WebSocket media or monitor; its pipeline starts at the first client audio frame.
+      const websocket = new WebSocketEndpoint({
+        config,
+        calls,
+        clock,
+        metrics,
+        log,
+        startPipeline: (call, sink, wireRate) => starter.start(call, sink, wireRate),
+      });
+      http.onUpgrade((req, socket, head) => websocket.handleUpgrade(req, socket, head));
+      const consoleRoutes = new ConsoleRoutes({ config, calls, log });
+      http.onRequest((req, res) => consoleRoutes.handle(req, res));
       const httpAddress = await http.listen(config.httpListen);
       closers.push(() => http.close());
+      closers.push(() => websocket.close());
 
       const addresses = { audiosocket: audiosocketAddress, http: httpAddress, metrics: metricsAddress };
       log.info(

@@ -43,7 +43,7 @@ export class Metrics {
 
   // Pipeline and transport (seconds).
   readonly voiceToVoice = this.seconds('voice_to_voice_seconds', 'User stopped speaking → first bot audio frame written');
-  readonly sttFinal = this.seconds('stt_final_seconds', 'User stopped speaking → final transcript');
+  readonly sttFinal = this.seconds('stt_final_seconds', 'End of the user\'s speech (VAD stop minus stop_secs) → final transcript');
   readonly llmTtft = this.seconds('llm_ttft_seconds', 'LLM request → first token');
   readonly ttsTtfb = this.seconds('tts_ttfb_seconds', 'TTS request → first audio byte');
   readonly outputFrameLateness = this.seconds(

@@ -1,5 +1,5 @@
 // The daemon's HTTP listener: /healthz (the process is up) and /readyz (MySQL, Redis and RabbitMQ reachable).
-// The WebSocket media/monitor endpoint (SPEC §9) is added to this server.
+// The WebSocket media/monitor endpoint (SPEC §9) and the operator console plug into it (onUpgrade, onRequest).
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -10,6 +10,9 @@ import { messageOf } from '../errors.js';
 export type ReadinessCheck = () => Promise<void>;
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+
+/** More routes (the console): resolves true when it answered the request, false to fall through to 404. */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -39,11 +42,15 @@ export class HttpServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private upgradeHandler: UpgradeHandler | null = null;
+  private requestHandler: RequestHandler | null = null;
   private closed: Promise<void> | null = null;
 
   constructor(private readonly checks: Readonly<Record<string, ReadinessCheck>>) {
     this.server = createServer((req, res) => {
-      void this.route(req, res);
+      this.route(req, res).catch((err: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, { error: messageOf(err) });
+        else res.destroy();
+      });
     });
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
@@ -65,6 +72,10 @@ export class HttpServer {
     this.upgradeHandler = handler;
   }
 
+  onRequest(handler: RequestHandler): void {
+    this.requestHandler = handler;
+  }
+
   async listen(addr: HostPort): Promise<HostPort> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -79,6 +90,8 @@ export class HttpServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    const probe = path === '/healthz' || path === '/readyz';
+    if (!probe && this.requestHandler !== null && (await this.requestHandler(req, res))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: 'method not allowed' });
       return;

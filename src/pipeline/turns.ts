@@ -15,6 +15,8 @@ export interface UserTurnOptions {
   dtmfTimeoutMs?: number;
   /** Whether bot replies are spoken (the call has a TTS). */
   audio: boolean;
+  /** The VAD's stop_secs: the speech ended this long before its stop event (for the stt_final figure). */
+  stopSecs?: number;
 }
 
 export class UserTurnAggregator extends FrameProcessor {
@@ -29,6 +31,7 @@ export class UserTurnAggregator extends FrameProcessor {
   private digits = '';
   private dtmfTimer: NodeJS.Timeout | null = null;
   private stoppedAt = 0;
+  private lastFinalAt = 0;
 
   constructor(
     private readonly context: ConversationContext,
@@ -90,6 +93,7 @@ export class UserTurnAggregator extends FrameProcessor {
     this.stoppedAt = performance.now();
     this.bot.userStoppedAt = this.stoppedAt;
     if (this.finals.length > 0 && this.interim === '') {
+      this.observeSttFinal(this.lastFinalAt);
       this.endTurn();
       return;
     }
@@ -112,8 +116,9 @@ export class UserTurnAggregator extends FrameProcessor {
     }
     this.interim = '';
     this.finals.push(text);
+    this.lastFinalAt = performance.now();
     if (this.awaitingFinal) {
-      this.observer.latency('stt_final', (performance.now() - this.stoppedAt) / 1000);
+      this.observeSttFinal(this.lastFinalAt);
       this.endTurn();
     } else if (!this.speaking && !this.awaitingFinal) {
       // A final with no VAD turn around it (speech the VAD missed, or a late final): a turn of its own.
@@ -121,6 +126,12 @@ export class UserTurnAggregator extends FrameProcessor {
       this.interruptIfBotActive();
       this.endTurn();
     }
+  }
+
+  /** stt_final: from the end of the speech (the VAD stop minus stop_secs) to the final transcript. */
+  private observeSttFinal(finalAt: number): void {
+    const speechEnd = this.stoppedAt - (this.options.stopSecs ?? 0) * 1000;
+    this.observer.latency('stt_final', Math.max(0, finalAt - speechEnd) / 1000);
   }
 
   private endTurn(): void {

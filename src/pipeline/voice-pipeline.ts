@@ -104,7 +104,7 @@ export class VoicePipeline {
       }
 
       const audioOut = o.tts !== null && hasMedia;
-      processors.push(new UserTurnAggregator(o.context, bot, o.observer, { audio: audioOut }));
+      processors.push(new UserTurnAggregator(o.context, bot, o.observer, { audio: audioOut, stopSecs: o.vad.stop_secs }));
       const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, o.observer, o.signal);
       opened.push(() => llmProc.close());
       processors.push(llmProc, new SentenceProcessor(o.observer));
