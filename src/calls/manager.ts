@@ -18,7 +18,8 @@ import type { Siblings } from './siblings.js';
 export interface CallStore {
   create(p: Pipecatcall): Promise<Pipecatcall>;
   get(id: string): Promise<Pipecatcall | null>;
-  markDeleted(id: string): Promise<Pipecatcall | null>;
+  /** Ends the row at `at` (default now); the row as it now is. */
+  markDeleted(id: string, at?: string): Promise<Pipecatcall | null>;
   listLiveByHost(hostId: string): Promise<Pipecatcall[]>;
 }
 
@@ -49,6 +50,10 @@ export interface CallManagerDeps {
   checkProviders?: (types: { stt: string; tts: string; ttsVoiceId: string }) => void;
 }
 
+/** An end that could not be written (the store was down) is retried after this long, doubling up to the cap. */
+const END_RETRY_INITIAL_MS = 1_000;
+const END_RETRY_MAX_MS = 10_000;
+
 export interface SendMessageRequest {
   pipecatcallId: string;
   messageId: string;
@@ -62,6 +67,11 @@ export class CallManager {
   private readonly deps: CallManagerDeps;
   private accepting = true;
   private readonly drained: Array<() => void> = [];
+  /** Ends of calls that could not be written while the store was down: id → tm_delete, retried until written. */
+  private readonly unwrittenEnds = new Map<string, string>();
+  private endRetryTimer: NodeJS.Timeout | null = null;
+  private endRetryMs = END_RETRY_INITIAL_MS;
+  private stopped = false;
 
   constructor(deps: CallManagerDeps) {
     this.deps = deps;
@@ -235,6 +245,18 @@ export class CallManager {
       });
     }
     await Promise.all([...this.calls.keys()].map((id) => this.terminate(id, 'shutdown')));
+    // Ends still unwritten get one last try; the store closes after us.
+    this.stopped = true;
+    if (this.endRetryTimer !== null) clearTimeout(this.endRetryTimer);
+    this.endRetryTimer = null;
+    await this.writeUnwrittenEnds();
+    if (this.unwrittenEnds.size > 0) {
+      this.deps.log.error(
+        { pipecatcall_ids: [...this.unwrittenEnds.keys()] },
+        'the store is still unreachable: these ended calls keep tm_delete unset in it',
+      );
+      this.unwrittenEnds.clear();
+    }
   }
 
   private refuseWhenStopping(): void {
@@ -364,16 +386,47 @@ export class CallManager {
     if (this.calls.size === 0) for (const done of this.drained.splice(0)) done();
   }
 
-  /** Sets tm_update/tm_delete in the store; if the store is down the event still carries the end time. */
+  /**
+   * Sets tm_update/tm_delete in the store. If the store is down the event still carries the end time, and the
+   * write is retried in the background until the store is back, so the row does not stay live for ever.
+   */
   private async endRow(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
+    const now = nowTimestamp();
+    const local = { ...row, tm_update: now, tm_delete: isTerminated(row) ? row.tm_delete : now };
     try {
-      const ended = await this.deps.store.markDeleted(row.id);
+      const ended = await this.deps.store.markDeleted(row.id, local.tm_delete);
       if (ended !== null) return ended;
     } catch (err) {
-      log.error({ err: messageOf(err) }, 'could not mark the pipecatcall deleted in the store');
+      log.error({ err: messageOf(err) }, 'could not mark the pipecatcall deleted in the store; retrying until it is back');
+      this.unwrittenEnds.set(row.id, local.tm_delete);
+      this.endRetryMs = END_RETRY_INITIAL_MS;
+      this.scheduleEndRetry();
     }
-    const now = nowTimestamp();
-    return { ...row, tm_update: now, tm_delete: isTerminated(row) ? row.tm_delete : now };
+    return local;
+  }
+
+  private scheduleEndRetry(): void {
+    if (this.stopped || this.endRetryTimer !== null || this.unwrittenEnds.size === 0) return;
+    this.endRetryTimer = setTimeout(() => {
+      this.endRetryTimer = null;
+      void this.writeUnwrittenEnds().then(() => this.scheduleEndRetry());
+    }, this.endRetryMs);
+  }
+
+  /** One pass over the unwritten ends; stops at the first failure (the store is still down). Never rejects. */
+  private async writeUnwrittenEnds(): Promise<void> {
+    let written = 0;
+    for (const [id, at] of [...this.unwrittenEnds]) {
+      try {
+        await this.deps.store.markDeleted(id, at);
+      } catch {
+        this.endRetryMs = Math.min(this.endRetryMs * 2, END_RETRY_MAX_MS);
+        break;
+      }
+      this.unwrittenEnds.delete(id);
+      written++;
+    }
+    if (written > 0) this.deps.log.info({ written, left: this.unwrittenEnds.size }, 'wrote the ends of calls that ended while the store was down');
   }
 }
 

@@ -86,6 +86,8 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
       case 'llm_stopped':
         if (gen === null) return;
         gen.llmDone = true;
+        // A failed generation's text is not published or kept (only what was already spoken counts).
+        if (frame.failed) gen.text = '';
         if (!gen.audio) this.finalize(gen.text.trim());
         else this.maybeFinish();
         return;

@@ -18,7 +18,8 @@ export type Frame =
   | { type: 'llm_text'; text: string }
   /** The LLM put the text so far and these calls into the context: the text belongs to that message now. */
   | { type: 'llm_tool_calls'; calls: LlmToolCall[] }
-  | { type: 'llm_stopped' }
+  /** The generation ended; `failed`: the provider broke off, and its unfinished text must not be spoken. */
+  | { type: 'llm_stopped'; failed: boolean }
   /** One sentence for the TTS (already published as message_bot_transcription). */
   | { type: 'tts_sentence'; text: string }
   /** No more sentences in this generation. */

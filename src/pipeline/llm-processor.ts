@@ -70,6 +70,7 @@ export class LlmProcessor extends FrameProcessor {
 
   private async run(gen: AbortController): Promise<void> {
     const signal = AbortSignal.any([this.callSignal, gen.signal]);
+    let failed = false;
     try {
       for (let round = 1; ; round++) {
         const calls = await this.generate(signal);
@@ -82,6 +83,7 @@ export class LlmProcessor extends FrameProcessor {
       this.failures = 0;
     } catch (err) {
       if (signal.aborted) return;
+      failed = true;
       this.failures++;
       this.observer.providerError('llm', this.llm.name, err);
       if (this.failures >= MAX_FAILURES) this.push({ type: 'end_call', reason: 'llm_error' }, 'up');
@@ -90,7 +92,7 @@ export class LlmProcessor extends FrameProcessor {
     }
     if (signal.aborted) return;
     this.observer.botLlmStopped();
-    this.push({ type: 'llm_stopped' });
+    this.push({ type: 'llm_stopped', failed });
   }
 
   /** One streamed completion; returns the tool calls it asked for (none → the reply is complete). */

@@ -31,7 +31,9 @@ export class SentenceProcessor extends FrameProcessor {
         return;
       case 'llm_stopped':
         if (this.audio) {
-          const rest = this.splitter.flush();
+          // After a provider failure the unfinished sentence is dropped: it was never meant to be said that way.
+          const rest = frame.failed ? '' : this.splitter.flush();
+          this.splitter.clear();
           if (rest !== '') this.sentence(rest);
           this.push({ type: 'tts_end' });
         }

@@ -30,9 +30,12 @@ export class PipecatcallStore {
     return row;
   }
 
-  /** Sets tm_update/tm_delete to now unless already deleted; the row as it now is, or null if there is none. */
-  async markDeleted(id: string): Promise<Pipecatcall | null> {
-    await this.repo.markDeleted(id, nowTimestamp());
+  /**
+   * Sets tm_update/tm_delete to `at` (default now) unless already deleted; the row as it now is, or null if there
+   * is none. `at` lets an end that could not be written during an outage keep its real time.
+   */
+  async markDeleted(id: string, at: string = nowTimestamp()): Promise<Pipecatcall | null> {
+    await this.repo.markDeleted(id, at);
     const row = await this.repo.get(id);
     if (row !== null) await this.cache.set(row);
     return row;

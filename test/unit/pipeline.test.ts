@@ -237,6 +237,25 @@ describe('the pipeline', () => {
       ['llm', 'scripted'],
       ['llm', 'scripted'],
     ]);
+    // The broken-off fragment was neither published nor kept.
+    expect(t.observer.events.filter(([type]) => type === 'message_bot_llm')).toEqual([]);
+    expect(t.context.messages.some((m) => m.role === 'assistant')).toBe(false);
+  });
+
+  it('a reply the LLM breaks off keeps its complete sentences and drops the fragment', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('Hello there.', ' I was say'), fail: new Error('stream reset') }]);
+    const t = build({ llm });
+    t.pipeline.feed({ type: 'llm_run', audio: true });
+    await until(() => t.observer.errors.length === 1, 'the failure');
+    await until(() => t.sink.queuedFrames > 0, 'audio of the first sentence');
+    await sleep(20);
+    await playAll(t.sink);
+    expect(t.tts.sentences).toEqual(['Hello there.']);
+    expect(t.context.messages.at(-1)).toEqual({ role: 'assistant', content: 'Hello there.' });
+    expect(t.observer.events).toEqual([
+      ['message_bot_transcription', 'Hello there.'],
+      ['message_bot_llm', 'Hello there.'],
+    ]);
   });
 
   it('two failed TTS turns in a row end the call with tts_error', async () => {
