@@ -1,17 +1,8 @@
 // One stateful libsamplerate converter for one direction of one call (SPEC §2.3): s16 chunks in, s16 chunks out,
 // filter state carried across chunks (a converter per chunk clicks), and an exact output length over the call.
 
-import LibSampleRate from '@alexanderolsen/libsamplerate-js';
 import type { ResamplerQuality } from '../config.js';
-
-type Converter = Awaited<ReturnType<typeof LibSampleRate.create>>;
-type ConverterTypeValue = (typeof LibSampleRate.ConverterType)['SRC_SINC_FASTEST'];
-
-const CONVERTER_TYPE: Readonly<Record<ResamplerQuality, ConverterTypeValue>> = {
-  sinc_best: LibSampleRate.ConverterType.SRC_SINC_BEST_QUALITY,
-  sinc_medium: LibSampleRate.ConverterType.SRC_SINC_MEDIUM_QUALITY,
-  sinc_fastest: LibSampleRate.ConverterType.SRC_SINC_FASTEST,
-};
+import { CONVERTER_TYPE, acquireConverter, type Converter } from './converter-pool.js';
 
 /**
  * The library's WASM side owns fixed 1,008,000-float transfer buffers; a `full()` call bigger than that silently
@@ -58,9 +49,11 @@ export class Resampler {
   }
 
   /**
-   * Creating a converter instantiates the library's compiled module (≈5–20 ms, ≈1.75 MiB RSS and a 25 MiB
-   * ArrayBuffer reservation each, measured): do it at call setup, never on the audio path. Equal rates need no
-   * converter at all (e.g. a `slin16` call into the 16 kHz pipeline).
+   * The converter is a state in a module shared with other streams of the same quality and rates
+   * (converter-pool.ts): ≈ 60 KiB and a few microseconds for sinc_fastest, where a module of its own costs
+   * ≈ 1.5 MiB resident and 4–20 ms of blocked event loop. Only the first converter of a kind (and of every
+   * further ≈ 200) pays for a module: still call this at call setup, never on the audio path. Equal rates need
+   * no converter at all (e.g. a `slin16` call into the 16 kHz pipeline).
    */
   static async create(fromRate: number, toRate: number, quality: ResamplerQuality): Promise<Resampler> {
     for (const [name, rate] of [['fromRate', fromRate], ['toRate', toRate]] as const) {
@@ -70,8 +63,7 @@ export class Resampler {
     }
     if (!(quality in CONVERTER_TYPE)) throw new RangeError(`unknown resampler quality ${String(quality)}`);
     if (fromRate === toRate) return new Resampler(fromRate, toRate, quality, undefined);
-    const converter = await LibSampleRate.create(1, fromRate, toRate, { converterType: CONVERTER_TYPE[quality] });
-    return new Resampler(fromRate, toRate, quality, converter);
+    return new Resampler(fromRate, toRate, quality, await acquireConverter(quality, fromRate, toRate));
   }
 
   /** True when the rates match and `process()` hands back its input untouched. */
@@ -146,8 +138,7 @@ export class Resampler {
     this.closed = true;
     const converter = this.converter;
     this.converter = undefined;
-    // destroy() warns on the console when called twice, hence the guard above.
-    converter?.destroy();
+    converter?.release();
     this.scratchIn = new Float32Array(0);
     this.scratchOut = new Float32Array(0);
   }

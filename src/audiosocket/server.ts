@@ -2,6 +2,7 @@
 // a timeout, then hands an AudiosocketConnection to onCall. Bad peers are closed and counted, never crash us.
 
 import { createServer, type Server, type Socket } from 'node:net';
+import { pollOutputClocks } from '../audio/clock.js';
 import { ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -122,6 +123,8 @@ export class AudiosocketServer {
     socket.on('data', (chunk: Buffer) => {
       try {
         decoder.push(chunk);
+        // Under load reads arrive back to back; an output tick that fell due meanwhile goes out now.
+        pollOutputClocks();
       } catch (err) {
         if (err instanceof ProtocolError) {
           if (conn !== undefined) conn.fail(err);

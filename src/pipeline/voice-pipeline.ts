@@ -2,7 +2,7 @@
 // (+tools) → sentences → TTS → assistant output (resample to the wire rate, paced sink). Stages the call does not
 // need are left out. Everything it opens is closed by close(); the call's AbortSignal cancels every request.
 
-import type { Resampler } from '../audio/resampler.js';
+import { RESAMPLER_HOLD_BACK_MS, type Resampler } from '../audio/resampler.js';
 import type { Logger } from '../log.js';
 import type { LlmClient, SttProvider, TtsProvider, TtsSession } from '../providers/types.js';
 import { AssistantOutput, toInt16 } from './assistant-output.js';
@@ -10,7 +10,7 @@ import type { BotAudioSink } from './audio-sink.js';
 import { BotState } from './bot-state.js';
 import type { ConversationContext } from './context.js';
 import type { Direction, Frame } from './frames.js';
-import { SttProcessor, VadProcessor, type VoiceActivityDetector } from './input-processors.js';
+import { SttProcessor, VadProcessor, vadLeadSamples, type VoiceActivityDetector } from './input-processors.js';
 import { LlmProcessor, type ToolExecutor } from './llm-processor.js';
 import type { PipelineObserver } from './observer.js';
 import { Pipeline, type FrameProcessor } from './processor.js';
@@ -50,6 +50,14 @@ export interface VoicePipelineOptions {
   onEndCall(reason: Extract<Frame, { type: 'end_call' }>['reason']): void;
 }
 
+/** The VAD stream's lead for a call's input resampler (none when the wire is already 16 kHz). */
+export function vadLeadFor(inputResampler: Resampler | null): number {
+  if (inputResampler === null || inputResampler.passthrough) return 0;
+  const holdBack = Math.round((RESAMPLER_HOLD_BACK_MS[inputResampler.quality] * PIPELINE_RATE) / 1000);
+  // Asterisk sends 20 ms frames: 320 samples once resampled to 16 kHz.
+  return vadLeadSamples(holdBack, PIPELINE_RATE / 50);
+}
+
 export class VoicePipeline {
   private closed: Promise<void> | null = null;
 
@@ -76,7 +84,7 @@ export class VoicePipeline {
           const r = inputResampler;
           opened.push(() => r.close());
         }
-        const vadProc = new VadProcessor();
+        const vadProc = new VadProcessor(vadLeadFor(inputResampler));
         const detector = await o.createVad(o.vad, {
           onSpeechStart: () => vadProc.speechStarted(),
           onSpeechStop: () => vadProc.speechStopped(),
