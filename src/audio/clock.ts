@@ -44,8 +44,8 @@ const pending = new Set<OutputClock>();
 export function pollOutputClocks(): void {
   for (const clock of pending) clock.poll();
 }
-/** Missed slots caught up with a burst after a short stall (60 ms); longer stalls skip (see onTimer). */
-const MAX_CATCH_UP_SLOTS = 3;
+/** Missed slots caught up with a burst after a stall of up to 200 ms (GC, a provider starting); longer stalls skip. */
+const MAX_CATCH_UP_SLOTS = 10;
 
 export class OutputClock {
   private readonly periodMs: number;

@@ -1,14 +1,13 @@
 // The Prometheus scrape endpoint (PROMETHEUS_LISTEN_ADDRESS + PROMETHEUS_ENDPOINT), started first at boot.
 
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import type { HostPort } from '../config.js';
+import { TrackedServer } from './tracked-server.js';
 import type { Metrics } from '../metrics.js';
 
 export class MetricsServer {
   private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
-  private closed: Promise<void> | null = null;
+  private readonly tracked: TrackedServer;
 
   constructor(metrics: Metrics, endpoint: string) {
     this.server = createServer((req, res) => {
@@ -26,29 +25,15 @@ export class MetricsServer {
         },
       );
     });
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
+    this.tracked = new TrackedServer(this.server);
   }
 
-  async listen(addr: HostPort): Promise<HostPort> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(addr.port, addr.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = this.server.address();
-    return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : addr;
+  listen(addr: HostPort): Promise<HostPort> {
+    return this.tracked.listen(addr);
   }
 
+  /** Stops listening and drops open connections. Idempotent. */
   close(): Promise<void> {
-    this.closed ??= new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      for (const s of this.sockets) s.destroy();
-    });
-    return this.closed;
+    return this.tracked.close();
   }
 }

@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HostPort } from '../config.js';
+import { TrackedServer } from './tracked-server.js';
 import { messageOf } from '../errors.js';
 
 /** One dependency checked by /readyz: resolves when reachable, rejects with the reason otherwise. */
@@ -40,10 +41,9 @@ async function check(fn: ReadinessCheck, timeoutMs: number): Promise<string> {
 
 export class HttpServer {
   private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
+  private readonly tracked: TrackedServer;
   private upgradeHandler: UpgradeHandler | null = null;
   private requestHandler: RequestHandler | null = null;
-  private closed: Promise<void> | null = null;
 
   constructor(private readonly checks: Readonly<Record<string, ReadinessCheck>>) {
     this.server = createServer((req, res) => {
@@ -52,10 +52,7 @@ export class HttpServer {
         else res.destroy();
       });
     });
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
+    this.tracked = new TrackedServer(this.server);
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (this.upgradeHandler === null) {
         socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
@@ -76,16 +73,8 @@ export class HttpServer {
     this.requestHandler = handler;
   }
 
-  async listen(addr: HostPort): Promise<HostPort> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(addr.port, addr.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = this.server.address();
-    return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : addr;
+  listen(addr: HostPort): Promise<HostPort> {
+    return this.tracked.listen(addr);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -114,10 +103,6 @@ export class HttpServer {
 
   /** Stops listening and drops open connections. Idempotent. */
   close(): Promise<void> {
-    this.closed ??= new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      for (const s of this.sockets) s.destroy();
-    });
-    return this.closed;
+    return this.tracked.close();
   }
 }
