@@ -175,10 +175,11 @@ describe('AudiosocketDecoder under fuzzing', () => {
       }),
       { numRuns: RUNS.split },
     );
-    // The generator really reaches both outcomes often (a property that never fails proves little).
+    // The generator really reaches both outcomes often (a property that never fails proves little). The bounds
+    // leave room for the random seed: about one message per case is typical, never far below half of that.
     expect(failures).toBeGreaterThan(RUNS.split / 10);
     expect(failures).toBeLessThan(RUNS.split * 0.9);
-    expect(messages).toBeGreaterThan(RUNS.split);
+    expect(messages).toBeGreaterThan(RUNS.split / 2);
   });
 
   it(`valid messages round-trip through encodeMessage, split anywhere (${RUNS.roundTrip} cases)`, () => {
