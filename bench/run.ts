@@ -1,10 +1,11 @@
 // `npm run bench`: the SPEC §14 figures in one run, printed as a table and written to bench/results.json.
 // Sections: micro (resampler, VAD, LiveKit peers) · calls (N concurrent calls) · churn (short lifecycles) · rpc.
 // Flags: --calls N (100) --seconds S (30) --churn N (10000) --only a,b --profile (daemon --cpu-prof) --out FILE
-// --daemon-dist DIR (run another build of the daemon, e.g. an older one, for before/after figures).
+// --daemon-dist DIR (run another build of the daemon, e.g. an older one, for before/after figures)
+// --daemon-log FILE (the tail of what the daemon printed at LOG_LEVEL=warn).
 
-import { mkdir, writeFile } from 'node:fs/promises';
-import { setPriority } from 'node:os';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResamplerQuality } from '../src/config.js';
 import { runCalls, type CallsResult } from './calls.js';
@@ -27,6 +28,7 @@ interface Options {
   out: string;
   quality: ResamplerQuality;
   dist: string;
+  daemonLog: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -39,6 +41,7 @@ function parseArgs(argv: string[]): Options {
     out: join(ROOT, 'bench', 'results.json'),
     quality: 'sinc_fastest',
     dist: 'dist',
+    daemonLog: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -74,8 +77,11 @@ function parseArgs(argv: string[]): Options {
       case '--daemon-dist':
         o.dist = next();
         break;
+      case '--daemon-log':
+        o.daemonLog = next();
+        break;
       default:
-        throw new Error(`unknown flag ${a ?? ''} (flags: --calls N --seconds S --churn N --only micro,calls,churn,rpc --profile --out FILE --daemon-dist DIR)`);
+        throw new Error(`unknown flag ${a ?? ''} (flags: --calls N --seconds S --churn N --only micro,calls,churn,rpc --profile --out FILE --daemon-dist DIR --daemon-log FILE)`);
     }
   }
   return o;
@@ -97,20 +103,11 @@ function resetFakes(fakes: Awaited<ReturnType<typeof startFakes>>): void {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const started = performance.now();
-  // This process hosts the provider fakes, which stand for zero-latency providers: at a raised priority (nice −10,
-  // needs root; ≈ 0.15 core) a fake's reply is not late because the daemon held the CPU. The daemon runs at normal
-  // priority, like everything else on the machine.
-  let raised = process.env.BENCH_FAKES_PRIORITY !== '0';
-  try {
-    if (raised) setPriority(0, -10);
-  } catch {
-    raised = false;
-  }
   const machine = machineInfo();
   const want = (s: string): boolean => o.only === null || o.only.has(s);
   log(`pipecat-manager benchmark — ${machine.cores} × ${machine.cpuModel}, Node ${machine.node}, load ${machine.loadAtStart.join(' ')}`);
 
-  const results: Record<string, unknown> = { instrumentAtRaisedPriority: raised, machine, options: { calls: o.calls, seconds: o.seconds, churn: o.churn, quality: o.quality, daemon: o.dist } };
+  const results: Record<string, unknown> = { machine, options: { calls: o.calls, seconds: o.seconds, churn: o.churn, quality: o.quality, daemon: o.dist } };
   let calls: CallsResult | undefined;
   let churn: ChurnResult | undefined;
   let rpc: RpcResult | undefined;
@@ -133,8 +130,9 @@ async function main(): Promise<void> {
     const ids: string[] = [];
     let daemon: BenchDaemon | undefined;
     try {
-      const profDir = join(ROOT, 'bench', 'profiles');
-      if (o.profile) await mkdir(profDir, { recursive: true });
+      // CPU profiles go to a temp dir (they are large); its path is printed.
+      const profDir = o.profile ? await mkdtemp(join(tmpdir(), 'pipecat-bench-prof-')) : '';
+      if (o.profile) log(`daemon CPU profile (--cpu-prof) → ${profDir}`);
       daemon = await BenchDaemon.start({
         env: {
           DATABASE_DSN: `mysql://root@127.0.0.1:3306/${services.database}`,
@@ -167,7 +165,7 @@ async function main(): Promise<void> {
           [fakes.openai.port, 'openai fake'],
           [Number(new URL(fakes.cartesiaTlsUrl).port), 'cartesia fake (tls)'],
         ]);
-        const r = await runChurn(daemon, { lifecycles: o.churn, concurrency: 32, frames: 3, settleMs: 5000, warmUp: 3000, portNames, log });
+        const r = await runChurn(daemon, { lifecycles: o.churn, concurrency: 32, frames: 3, settleMs: 5000, warmUp: 5000, portNames, log });
         churn = r.result;
         ids.push(...r.uuids);
         results.churn = churn;
@@ -184,7 +182,7 @@ async function main(): Promise<void> {
       const code = await daemon?.stop();
       if (code !== 0 && daemon !== undefined) log(`daemon exited with ${String(code)}: ${daemon.output.slice(-2000)}`);
       else if (daemon !== undefined && daemon.output.trim() !== '') results.daemonWarnings = daemon.output.trim().split('\n').slice(-20);
-      if (process.env.BENCH_DEBUG_OUTPUT !== undefined && daemon !== undefined) await writeFile(process.env.BENCH_DEBUG_OUTPUT, daemon.output);
+      if (o.daemonLog !== '' && daemon !== undefined) await writeFile(o.daemonLog, daemon.output);
       await fakes.close();
       const problems = await services.cleanup(ids);
       for (const p of problems) log(`cleanup: ${p}`);
@@ -192,6 +190,7 @@ async function main(): Promise<void> {
   }
 
   const rows = buildRows({
+    quality: o.quality,
     ...(calls === undefined ? {} : { calls }),
     ...(churn === undefined ? {} : { churn }),
     ...(rpc === undefined ? {} : { rpc }),
@@ -200,6 +199,17 @@ async function main(): Promise<void> {
   results.table = rows;
   log('');
   log(formatRows(rows));
+  // A shared machine: other work competing for the CPU shows up as lateness and latency the daemon did not cause.
+  if (calls !== undefined) {
+    const busy = calls.machine.cpuPressurePercent > 15 || calls.machine.stealCores > 0.1;
+    results.callsFiguresRepresentative = !busy;
+    if (busy) {
+      log(
+        `\nWARNING: other work competed for the CPU during the calls measurement (CPU pressure ${calls.machine.cpuPressurePercent.toFixed(0)} %, ` +
+          `steal ${calls.machine.stealCores.toFixed(2)} cores): its lateness and latency figures are not representative; rerun on a quiet machine.`,
+      );
+    }
+  }
   machine.loadAtEnd = load();
   results.durationSeconds = (performance.now() - started) / 1000;
   await writeFile(o.out, `${JSON.stringify(results, null, 2)}\n`);
