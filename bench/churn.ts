@@ -2,9 +2,10 @@
 // with a new UUID, a few paced frames, hang up — against the daemon, C at a time, after a warm-up of the same.
 //
 // Nothing inside the daemon is triggered (no forced GC): the heap "after GC" is read from outside by sampling
-// /metrics every 100 ms while the lifecycles run, and taking the first sample after each major GC the daemon
-// did by itself (nodejs_gc_duration_seconds_count{kind="major"} moved). Baseline = the mean of the first three
-// such points of the measured lifecycles; after = the mean of the last three; the least-squares slope over the
+// /metrics every 100 ms while the lifecycles run and keeping, between two major GCs the daemon did by itself
+// (nodejs_gc_duration_seconds_count{kind="major"} moved), the sample with the lowest heap outside the young
+// generation (which fills and empties every few MB whatever is retained): the heap just after the GC. Baseline = the median of the first three such points of the measured lifecycles; after = the median of
+// the last three (a scrape delayed under load reads high: the median ignores it); the least-squares slope over the
 // run shows a leak if there is one. The warm-up is long (5,000 lifecycles) because a fresh daemon's RSS grows for
 // its first ≈ 4,000 (V8 sizes its heap: committed heap 93 → 165 MiB; the allocator its arenas) and then levels
 // off (measured over 20,000); the warm-up's own points are kept in the result.
@@ -43,6 +44,7 @@ export interface ResourceSnapshot {
 export interface GcPoint {
   /** Lifecycles completed when the sample was taken (negative: during the warm-up). */
   lifecycles: number;
+  /** Heap used outside the young generation (old, code and large-object spaces). */
   heapUsedBytes: number;
   /** V8's committed heap: RSS minus this is native memory (sockets, TLS, onnxruntime, allocator). */
   heapTotalBytes: number;
@@ -119,17 +121,24 @@ class GcWatcher {
 
   private async run(): Promise<void> {
     let majors = -1;
+    // The lowest heap seen since the last major GC: the heap just after it, give or take the young generation.
+    let low: GcPoint | null = null;
     while (!this.stopped) {
       try {
         const [m, proc] = await Promise.all([this.daemon.metrics(), this.daemon.proc()]);
         const count = metric(m, 'nodejs_gc_duration_seconds_count{kind="major"}');
+        const sample: GcPoint = {
+          lifecycles: this.progress(),
+          // Without the young generation, which fills and empties every few MB whatever is retained.
+          heapUsedBytes: metric(m, 'nodejs_heap_size_used_bytes') - metric(m, 'nodejs_heap_space_size_used_bytes{space="new"}'),
+          heapTotalBytes: metric(m, 'nodejs_heap_size_total_bytes'),
+          rssBytes: proc.rssBytes,
+        };
         if (majors >= 0 && count > majors) {
-          this.points.push({
-            lifecycles: this.progress(),
-            heapUsedBytes: metric(m, 'nodejs_heap_size_used_bytes'),
-            heapTotalBytes: metric(m, 'nodejs_heap_size_total_bytes'),
-            rssBytes: proc.rssBytes,
-          });
+          if (low !== null) this.points.push(low);
+          low = sample;
+        } else if (low !== null && sample.heapUsedBytes < low.heapUsedBytes) {
+          low = sample;
         }
         majors = count;
       } catch {
@@ -216,13 +225,16 @@ export async function runChurn(daemon: BenchDaemon, o: ChurnOptions): Promise<{ 
   const after = await snapshot(daemon, o.portNames);
   const terminatedAfter = metric(await daemon.metrics(), 'pipecat_manager_calls_terminated_total{reason="hangup"}');
   const run = watcher.points.filter((p) => p.lifecycles >= 0);
-  const mean = (ps: GcPoint[], y: (p: GcPoint) => number): number => (ps.length === 0 ? Number.NaN : ps.reduce((s, p) => s + y(p), 0) / ps.length);
-  const head = run.slice(0, 3);
-  const tail = run.slice(-3);
-  const baseline = mean(head, (p) => p.heapUsedBytes);
-  const last = mean(tail, (p) => p.heapUsedBytes);
-  const rssBaseline = mean(head, (p) => p.rssBytes);
-  const rssLast = mean(tail, (p) => p.rssBytes);
+  const median = (ps: GcPoint[], y: (p: GcPoint) => number): number => {
+    const v = ps.map(y).sort((a, b) => a - b);
+    return v.length === 0 ? Number.NaN : (v[Math.floor(v.length / 2)] as number);
+  };
+  const head = run.filter((p) => p.lifecycles < o.lifecycles / 2);
+  const tail = run.filter((p) => p.lifecycles >= o.lifecycles / 2);
+  const baseline = median(head, (p) => p.heapUsedBytes);
+  const last = median(tail, (p) => p.heapUsedBytes);
+  const rssBaseline = median(head, (p) => p.rssBytes);
+  const rssLast = median(tail, (p) => p.rssBytes);
   return {
     uuids,
     result: {

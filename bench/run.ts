@@ -13,7 +13,7 @@ import { runChurn, type ChurnResult } from './churn.js';
 import { runChild } from './lib/child.js';
 import { BenchDaemon, ROOT } from './lib/daemon.js';
 import { startFakes } from './lib/fakes.js';
-import { load, machineInfo } from './lib/machine.js';
+import { cpuPressureAvg10, load, machineInfo } from './lib/machine.js';
 import { createBenchServices } from './lib/services.js';
 import type { MicroResult } from './micro.js';
 import { runRpc, type RpcResult } from './rpc.js';
@@ -89,6 +89,23 @@ function parseArgs(argv: string[]): Options {
 
 const log = (line: string): void => console.log(line);
 
+/** Waits until the machine's CPU pressure (PSI some, 10 s average) is under 5 %, at most `maxMs`. */
+async function waitForQuietMachine(maxMs: number, logLine: (line: string) => void): Promise<boolean> {
+  const deadline = Date.now() + maxMs;
+  let told = false;
+  for (;;) {
+    const avg10 = cpuPressureAvg10();
+    if (Number.isNaN(avg10) || avg10 < 5) return true;
+    if (Date.now() > deadline) {
+      logLine(`  the machine is still busy (CPU pressure ${avg10.toFixed(0)} %): measuring anyway`);
+      return false;
+    }
+    if (!told) logLine(`  other work is using the CPU (CPU pressure ${avg10.toFixed(0)} %): waiting up to ${maxMs / 1000} s for it to calm down…`);
+    told = true;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
 /** Forgets what the fakes recorded (every message, every session), so the next phase starts light. */
 function resetFakes(fakes: Awaited<ReturnType<typeof startFakes>>): void {
   fakes.deepgram.reset();
@@ -112,16 +129,6 @@ async function main(): Promise<void> {
   let churn: ChurnResult | undefined;
   let rpc: RpcResult | undefined;
   const micro: MicroResult[] = [];
-
-  if (want('micro')) {
-    log('micro: resampler per quality, VAD, LiveKit peers (each in a child process)…');
-    for (const q of ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const) micro.push(await runChild<MicroResult>('micro.ts', ['resampler', q]));
-    micro.push(await runChild<MicroResult>('micro.ts', ['vad']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['vad-streams', '100']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['peer-resampler']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['peer-vad']));
-    results.micro = micro;
-  }
 
   if (want('calls') || want('churn') || want('rpc')) {
     log('starting MariaDB database, RabbitMQ vhost, provider fakes (Cartesia behind TLS) and the daemon…');
@@ -148,6 +155,9 @@ async function main(): Promise<void> {
       });
       log(`daemon pid ${daemon.pid} (audiosocket :${daemon.audiosocketPort}, metrics :${daemon.metricsPort})`);
       if (want('calls')) {
+        // The machine is shared: give other work up to 60 s to calm down, so the figures are the daemon's.
+        const quiet = await waitForQuietMachine(60_000, log);
+        results.quietAtCallsStart = quiet;
         log(`calls: ${o.calls} concurrent calls, ${o.seconds} s measured…`);
         const r = await runCalls(daemon, fakes, { calls: o.calls, seconds: o.seconds, quality: o.quality, log });
         calls = r.result;
@@ -187,6 +197,16 @@ async function main(): Promise<void> {
       const problems = await services.cleanup(ids);
       for (const p of problems) log(`cleanup: ${p}`);
     }
+  }
+
+  if (want('micro')) {
+    log('micro: resampler per quality, VAD, LiveKit peers (each in a child process)…');
+    for (const q of ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const) micro.push(await runChild<MicroResult>('micro.ts', ['resampler', q]));
+    micro.push(await runChild<MicroResult>('micro.ts', ['vad']));
+    micro.push(await runChild<MicroResult>('micro.ts', ['vad-streams', '100']));
+    micro.push(await runChild<MicroResult>('micro.ts', ['peer-resampler']));
+    micro.push(await runChild<MicroResult>('micro.ts', ['peer-vad']));
+    results.micro = micro;
   }
 
   const rows = buildRows({

@@ -69,3 +69,13 @@ export function machineSample(): MachineSample {
   }
   return { at: performance.now(), cpuPressureUs, stealSeconds };
 }
+
+/** The 10-second average of /proc/pressure/cpu "some" (percent), NaN without PSI. */
+export function cpuPressureAvg10(): number {
+  try {
+    const m = /^some avg10=([\d.]+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    return m?.[1] === undefined ? Number.NaN : Number(m[1]);
+  } catch {
+    return Number.NaN;
+  }
+}
