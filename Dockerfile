@@ -25,7 +25,7 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/proto ./proto
-COPY --from=build /app/src/http/public ./src/http/public
+COPY --from=build /app/src/console/public ./src/console/public
 COPY bin ./bin
 USER node
 EXPOSE 8080 8001 2112

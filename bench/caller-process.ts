@@ -8,8 +8,8 @@
 // hand the daemon 100 frames at once, a burst no real PBX produces.)
 
 import { performance } from 'node:perf_hooks';
-import { AudiosocketClient } from '../src/audiosocket/client.js';
-import { KIND_AUDIO_8K, KIND_HANGUP, encodeMessage, isAudioKind } from '../src/audiosocket/protocol.js';
+import { AudiosocketClient } from '../src/transports/audiosocket/client.js';
+import { KIND_AUDIO_8K, KIND_HANGUP, encodeMessage, isAudioKind } from '../src/transports/audiosocket/protocol.js';
 import { buildScript } from './script.js';
 import { summarize, type Summary } from './lib/stats.js';
 
@@ -46,7 +46,7 @@ export interface CallerResult {
   framesMissing: number;
   /** Lateness per frame (ms) against each call's ideal 20 ms grid: every frame / frames after the ramp. */
   lateness: { all: Summary; steady: Summary };
-  /** The same anchored at each call's first frame (src/audiosocket/reply-recorder.ts's definition). */
+  /** The same anchored at each call's first frame (src/transports/audiosocket/reply-recorder.ts's definition). */
   latenessFirstFrameAnchor: { all: Summary; steady: Summary };
   /** Frames later than 20 ms against their call's grid (every frame). */
   framesOver20ms: number;

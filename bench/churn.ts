@@ -12,8 +12,8 @@
 // Live calls and descriptors are compared after a settle period with no calls.
 
 import { randomUUID } from 'node:crypto';
-import { AudiosocketClient } from '../src/audiosocket/client.js';
-import { KIND_AUDIO_8K, encodeMessage } from '../src/audiosocket/protocol.js';
+import { AudiosocketClient } from '../src/transports/audiosocket/client.js';
+import { KIND_AUDIO_8K, encodeMessage } from '../src/transports/audiosocket/protocol.js';
 import { waitNoCalls } from './calls.js';
 import { metric, type BenchDaemon } from './lib/daemon.js';
 import { summarize, type Summary } from './lib/stats.js';

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Resampler } from '../src/audio/resampler.js';
 import type { ResamplerQuality } from '../src/config.js';
-import { SileroVad } from '../src/pipeline/vad.js';
+import { SileroVad } from '../src/providers/vad/silero.js';
 import { buildScript } from './script.js';
 
 export interface ResamplerFigures {

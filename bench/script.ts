@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Resampler } from '../src/audio/resampler.js';
 import { readWav } from '../src/audio/wav.js';
 import type { ResamplerQuality } from '../src/config.js';
-import { DEFAULT_VAD_PARAMS, SileroVad } from '../src/pipeline/vad.js';
+import { DEFAULT_VAD_PARAMS, SileroVad } from '../src/providers/vad/silero.js';
 import { vadLeadFor } from '../src/pipeline/voice-pipeline.js';
 
 export const SOUNDS = '/usr/share/asterisk/sounds/en';

@@ -2,20 +2,20 @@
 // shuts them down in reverse. Nothing imports this module but cmd/ and the tests.
 
 import { OutputClock } from './audio/clock.js';
-import { AudiosocketServer } from './audiosocket/server.js';
-import type { AudiosocketConnection } from './audiosocket/connection.js';
-import { AudiosocketMedia } from './calls/audiosocket-media.js';
+import { AudiosocketServer } from './transports/audiosocket/server.js';
+import type { AudiosocketConnection } from './transports/audiosocket/connection.js';
+import { AudiosocketMedia } from './transports/audiosocket/media.js';
 import { CallManager } from './calls/manager.js';
 import { PipelineStarter } from './calls/pipeline-starter.js';
 import { ProviderRegistry } from './providers/provider-registry.js';
-import { rateOfKind } from './audiosocket/protocol.js';
-import { SileroVad } from './pipeline/vad.js';
+import { rateOfKind } from './transports/audiosocket/protocol.js';
+import { SileroVad } from './providers/vad/silero.js';
 import { Siblings } from './calls/siblings.js';
 import type { Config, HostPort } from './config.js';
 import { messageOf } from './errors.js';
-import { ConsoleRoutes } from './http/console-routes.js';
+import { ConsoleRoutes } from './console/routes.js';
 import { HttpServer } from './http/server.js';
-import { WebSocketEndpoint } from './http/websocket-endpoint.js';
+import { WebSocketEndpoint } from './transports/websocket/endpoint.js';
 import { MetricsServer } from './http/metrics-server.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';

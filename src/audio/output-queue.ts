@@ -1,7 +1,7 @@
 // A call's bounded FIFO of outgoing Audiosocket frames, each pre-encoded (header + 20 ms of PCM in one Buffer) so
 // the shared clock's tick is one socket.write with no allocation (SPEC §2.4).
 
-import { HEADER_BYTES, encodeMessage, rateOfKind } from '../audiosocket/protocol.js';
+import { HEADER_BYTES, encodeMessage, rateOfKind } from '../transports/audiosocket/protocol.js';
 import { FRAME_MS, frameBytes } from './pcm.js';
 
 const SILENCE = new Map<number, Buffer>();

@@ -8,7 +8,7 @@ import { ProviderError, messageOf } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { BotAudioSink } from '../pipeline/audio-sink.js';
 import { ConversationContext } from '../pipeline/context.js';
-import { SileroVad } from '../pipeline/vad.js';
+import { SileroVad } from '../providers/vad/silero.js';
 import { VoicePipeline } from '../pipeline/voice-pipeline.js';
 import type { ProviderRegistry } from '../providers/provider-registry.js';
 import type { Call, TerminateReason } from './call.js';

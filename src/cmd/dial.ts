@@ -4,9 +4,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { FRAME_MS, frameBytes } from '../audio/pcm.js';
 import { encodeWav, readWav } from '../audio/wav.js';
-import { AudiosocketClient } from '../audiosocket/client.js';
-import { KIND_HANGUP, isAudioKind, kindForRate } from '../audiosocket/protocol.js';
-import { ReplyRecorder } from '../audiosocket/reply-recorder.js';
+import { AudiosocketClient } from '../transports/audiosocket/client.js';
+import { KIND_HANGUP, isAudioKind, kindForRate } from '../transports/audiosocket/protocol.js';
+import { ReplyRecorder } from '../transports/audiosocket/reply-recorder.js';
 import { parseHostPort, type Config } from '../config.js';
 import { UsageError } from './args.js';
 

@@ -4,8 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { Resampler } from '../../src/audio/resampler.js';
 import { readWav } from '../../src/audio/wav.js';
-import { AudiosocketClient } from '../../src/audiosocket/client.js';
-import { KIND_HANGUP, isAudioKind, kindForRate } from '../../src/audiosocket/protocol.js';
+import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
+import { KIND_HANGUP, isAudioKind, kindForRate } from '../../src/transports/audiosocket/protocol.js';
 
 export const SOUNDS = '/usr/share/asterisk/sounds/en';
 

@@ -2,7 +2,7 @@
 // real-time pace on one 20 ms schedule (silence when nothing is queued), and records every frame it receives.
 
 import WebSocket from 'ws';
-import { decodeFrame, encodeFrame, type PipecatFrame } from '../../src/http/frame-codec.js';
+import { decodeFrame, encodeFrame, type PipecatFrame } from '../../src/transports/websocket/frames.js';
 
 export interface ReceivedAudio {
   at: number;

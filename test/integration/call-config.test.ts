@@ -3,8 +3,8 @@
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { AudiosocketClient } from '../../src/audiosocket/client.js';
-import { KIND_AUDIO_8K } from '../../src/audiosocket/protocol.js';
+import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
+import { KIND_AUDIO_8K } from '../../src/transports/audiosocket/protocol.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
 

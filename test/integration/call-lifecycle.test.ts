@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readWav } from '../../src/audio/wav.js';
-import { AudiosocketClient } from '../../src/audiosocket/client.js';
-import { KIND_AUDIO_16K, KIND_AUDIO_8K, KIND_HANGUP } from '../../src/audiosocket/protocol.js';
-import { ReplyRecorder } from '../../src/audiosocket/reply-recorder.js';
+import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
+import { KIND_AUDIO_16K, KIND_AUDIO_8K, KIND_HANGUP } from '../../src/transports/audiosocket/protocol.js';
+import { ReplyRecorder } from '../../src/transports/audiosocket/reply-recorder.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
 

@@ -8,7 +8,7 @@ import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage } from '../../src/audiosocket/protocol.js';
+import { encodeMessage } from '../../src/transports/audiosocket/protocol.js';
 import { uuidToBytes } from '../../src/model/uuid.js';
 import { TestCaller } from '../helpers/caller.js';
 import { RpcTestClient } from '../helpers/rpc-test-client.js';

@@ -11,7 +11,7 @@ import {
   HEADER_BYTES,
   MAX_PAYLOAD_BYTES,
   encodeMessage,
-} from '../../src/audiosocket/protocol.js';
+} from '../../src/transports/audiosocket/protocol.js';
 import { byScale } from './support/scale.js';
 
 const RUNS = {

@@ -6,8 +6,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AudiosocketClient } from '../../src/audiosocket/client.js';
-import { KIND_AUDIO_8K } from '../../src/audiosocket/protocol.js';
+import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
+import { KIND_AUDIO_8K } from '../../src/transports/audiosocket/protocol.js';
 import { RpcTestClient } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
 import { metricSum } from './support/metrics-text.js';

@@ -13,7 +13,7 @@ import {
   isAudioKind,
   kindForRate,
   type AudiosocketMessage,
-} from '../../src/audiosocket/protocol.js';
+} from '../../src/transports/audiosocket/protocol.js';
 
 const UUID_HEX = '6f1b2c3d4e5f40718293a4b5c6d7e8f9';
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');

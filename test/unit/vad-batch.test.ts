@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Resampler } from '../../src/audio/resampler.js';
 import { readWav } from '../../src/audio/wav.js';
-import { SileroVad } from '../../src/pipeline/vad.js';
+import { SileroVad } from '../../src/providers/vad/silero.js';
 
 async function prompt(name: string): Promise<Int16Array> {
   const wav = readWav(readFileSync(`/usr/share/asterisk/sounds/en/${name}.wav`));

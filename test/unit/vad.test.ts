@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Resampler } from '../../src/audio/resampler.js';
 import { readWav } from '../../src/audio/wav.js';
-import { SileroVad, VAD_WINDOW_SAMPLES, windowVolume, type VadParams } from '../../src/pipeline/vad.js';
+import { SileroVad, VAD_WINDOW_SAMPLES, windowVolume, type VadParams } from '../../src/providers/vad/silero.js';
 
 const RATE = 16000;
 const CHUNK = 320; // 20 ms, as the pipeline delivers it

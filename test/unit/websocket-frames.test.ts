@@ -4,11 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import { pathToFileURL } from 'node:url';
 import { OutputClock } from '../../src/audio/clock.js';
-import { WebSocketMedia } from '../../src/calls/websocket-media.js';
+import { WebSocketMedia } from '../../src/transports/websocket/media.js';
 import { ProtocolError } from '../../src/errors.js';
-import { decodeFrame, encodeFrame, type PipecatFrame } from '../../src/http/frame-codec.js';
-import { parseClientMessage, rtviErrorResponse, rtviMessage } from '../../src/http/rtvi.js';
-import { WsPeer, type PeerSocket } from '../../src/http/ws-peer.js';
+import { decodeFrame, encodeFrame, type PipecatFrame } from '../../src/transports/websocket/frames.js';
+import { parseClientMessage, rtviErrorResponse, rtviMessage } from '../../src/transports/websocket/rtvi.js';
+import { WsPeer, type PeerSocket } from '../../src/transports/websocket/peer.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 
@@ -25,7 +25,7 @@ interface BrowserCodec {
 }
 
 // The console's module is plain browser JavaScript (no types): loaded by URL so TypeScript does not resolve it.
-const browser = (await import(pathToFileURL(`${process.cwd()}/src/http/public/frames.js`).href)) as BrowserCodec;
+const browser = (await import(pathToFileURL(`${process.cwd()}/src/console/public/frames.js`).href)) as BrowserCodec;
 
 describe('pipecat.Frame golden vectors', () => {
   it('an AudioRawFrame (id 1, 01 02 03 04, 16 kHz, mono) is 12 0D 08 01 1A 04 01 02 03 04 20 80 7D 28 01', () => {

@@ -1,7 +1,7 @@
 // Records the audio a client receives and measures its pacing the way SPEC §14 defines it: each frame against
 // the call's ideal 20 ms grid, anchored at the first received frame (`call dial`'s frames_late, the benchmark).
 
-import { FRAME_MS, pcmDurationMs } from '../audio/pcm.js';
+import { FRAME_MS, pcmDurationMs } from '../../audio/pcm.js';
 import { isAudioKind, rateOfKind } from './protocol.js';
 
 export interface ReplyStats {

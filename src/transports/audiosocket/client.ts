@@ -4,8 +4,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { uuidToBytes } from '../model/uuid.js';
-import { FRAME_MS, frameBytes } from '../audio/pcm.js';
+import { uuidToBytes } from '../../model/uuid.js';
+import { FRAME_MS, frameBytes } from '../../audio/pcm.js';
 import {
   AudiosocketDecoder,
   KIND_AUDIO_8K,

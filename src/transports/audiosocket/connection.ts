@@ -4,9 +4,9 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Counter } from 'prom-client';
-import { ProtocolError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { ProtocolError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import {
   KIND_DTMF,
   KIND_ERROR,

@@ -1,7 +1,7 @@
 // Asterisk Audiosocket wire format (SPEC §2.1): kind (1 byte) · length (uint16 big-endian) · payload. Encoding
 // and an incremental decoder that survives messages split across or merged within TCP reads, with hard limits.
 
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 
 export const KIND_HANGUP = 0x00;
 export const KIND_UUID = 0x01;

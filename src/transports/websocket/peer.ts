@@ -2,12 +2,12 @@
 // memory: frames to a congested socket are dropped and counted, and one that stays congested is cut off.
 
 import type { WebSocket } from 'ws';
-import type { BotAudioChannel } from '../calls/websocket-media.js';
-import type { CallListener } from '../calls/call-observer.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { PIPELINE_RATE } from '../pipeline/voice-pipeline.js';
-import { encodeFrame } from './frame-codec.js';
+import type { BotAudioChannel } from './media.js';
+import type { CallListener } from '../../calls/call-observer.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import { PIPELINE_RATE } from '../../pipeline/voice-pipeline.js';
+import { encodeFrame } from './frames.js';
 import { rtviError, rtviMessage } from './rtvi.js';
 
 /** The part of a `ws` WebSocket the peer uses (a fake in unit tests). */

@@ -1,4 +1,4 @@
-// The operator console on the HTTP server: its static page (src/http/public, no build step) at `/`, and a small
+// The operator console on the HTTP server: its static page (src/console/public, no build step) at `/`, and a small
 // JSON API over the CallManager: GET /api/calls, POST /api/calls (a softphone call), POST /api/calls/<id>/stop.
 
 import { readFile } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import type { Config } from '../config.js';
 import { AppError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import { newUuid, parseUuid } from '../model/uuid.js';
-import { isAuthorized, requestUrl } from './auth.js';
+import { isAuthorized, requestUrl } from '../http/auth.js';
 
 export interface ConsoleRoutesDeps {
   config: Pick<Config, 'httpAuthToken' | 'podIp' | 'defaults'>;
@@ -37,11 +37,11 @@ const SECURITY_HEADERS = {
 };
 
 /**
- * The page's files: next to this module (src/http/public under tsx/vitest, or dist/http/public if a build copies
- * them), else the package root's src/http/public (a plain `npm run build` runs from dist/ inside the repository).
+ * The page's files: next to this module (src/console/public under tsx/vitest, or dist/console/public if a build copies
+ * them), else the package root's src/console/public (a plain `npm run build` runs from dist/ inside the repository).
  */
 function findPublicDir(): string | null {
-  for (const rel of ['./public/', '../../src/http/public/']) {
+  for (const rel of ['./public/', '../../src/console/public/']) {
     const dir = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(`${dir}index.html`)) return dir;
   }
@@ -92,7 +92,7 @@ export class ConsoleRoutes {
 
   constructor(private readonly deps: ConsoleRoutesDeps) {
     this.publicDir = deps.publicDir ?? findPublicDir();
-    if (this.publicDir === null) deps.log.warn('operator console files (src/http/public) not found; the console is not served');
+    if (this.publicDir === null) deps.log.warn('operator console files (src/console/public) not found; the console is not served');
   }
 
   /** The HTTP server's extra routes: true when the request was answered here. */
@@ -168,7 +168,7 @@ export class ConsoleRoutes {
 
   private async serveAsset(res: ServerResponse, file: string, type: string): Promise<void> {
     if (this.publicDir === null) {
-      sendJson(res, 404, { error: 'the operator console files are not installed (src/http/public)' });
+      sendJson(res, 404, { error: 'the operator console files are not installed (src/console/public)' });
       return;
     }
     let body = this.cache.get(file);

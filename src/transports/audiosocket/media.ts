@@ -2,13 +2,13 @@
 // 20 ms clock. Each tick writes exactly one frame: the next bot frame, or silence when the queue is empty. It is
 // the pipeline's BotAudioSink and tells it when bot audio starts and stops on the wire.
 
-import type { OutputClock } from '../audio/clock.js';
-import { OutputQueue, silenceFrame } from '../audio/output-queue.js';
-import type { AudiosocketConnection } from '../audiosocket/connection.js';
-import { rateOfKind } from '../audiosocket/protocol.js';
-import type { Metrics } from '../metrics.js';
-import type { BotAudioSink, PlaybackListener } from '../pipeline/audio-sink.js';
-import type { CallMedia } from './call.js';
+import type { OutputClock } from '../../audio/clock.js';
+import { OutputQueue, silenceFrame } from '../../audio/output-queue.js';
+import type { AudiosocketConnection } from './connection.js';
+import { rateOfKind } from './protocol.js';
+import type { Metrics } from '../../metrics.js';
+import type { BotAudioSink, PlaybackListener } from '../../pipeline/audio-sink.js';
+import type { CallMedia } from '../../calls/call.js';
 
 /** Two minutes of bot audio: a reply longer than this loses its oldest frames (counted). */
 const MAX_QUEUED_FRAMES = 6000;

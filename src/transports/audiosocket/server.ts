@@ -2,11 +2,11 @@
 // a timeout, then hands an AudiosocketConnection to onCall. Bad peers are closed and counted, never crash us.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { pollOutputClocks } from '../audio/clock.js';
-import { ProtocolError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { uuidFromBytes } from '../model/uuid.js';
+import { pollOutputClocks } from '../../audio/clock.js';
+import { ProtocolError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import { uuidFromBytes } from '../../model/uuid.js';
 import { AudiosocketConnection } from './connection.js';
 import { AudiosocketDecoder, KIND_UUID, type AudiosocketMessage } from './protocol.js';
 

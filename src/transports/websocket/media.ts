@@ -1,13 +1,13 @@
 // A call's WebSocket media (SPEC §9): the pipeline's BotAudioSink, whose 16 kHz bot audio goes out one 20 ms frame
 // per tick of the shared output clock; unlike Audiosocket, nothing is sent while the bot is silent (as in Pipecat).
 
-import type { ClockSink, OutputClock } from '../audio/clock.js';
-import { OutputQueue } from '../audio/output-queue.js';
+import type { ClockSink, OutputClock } from '../../audio/clock.js';
+import { OutputQueue } from '../../audio/output-queue.js';
 import { HEADER_BYTES, kindForRate } from '../audiosocket/protocol.js';
-import type { Metrics } from '../metrics.js';
-import type { BotAudioSink, PlaybackListener } from '../pipeline/audio-sink.js';
-import { PIPELINE_RATE } from '../pipeline/voice-pipeline.js';
-import type { CallMedia } from './call.js';
+import type { Metrics } from '../../metrics.js';
+import type { BotAudioSink, PlaybackListener } from '../../pipeline/audio-sink.js';
+import { PIPELINE_RATE } from '../../pipeline/voice-pipeline.js';
+import type { CallMedia } from '../../calls/call.js';
 
 /** Two minutes of bot audio: a reply longer than this loses its oldest frames (counted). */
 const MAX_QUEUED_FRAMES = 6000;

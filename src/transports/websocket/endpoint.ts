@@ -4,21 +4,21 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { OutputClock } from '../audio/clock.js';
-import type { Call } from '../calls/call.js';
-import type { CallManager } from '../calls/manager.js';
-import { WebSocketMedia } from '../calls/websocket-media.js';
-import type { Config } from '../config.js';
-import { NotFoundError, ProtocolError, messageOf } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { isTerminated } from '../model/pipecatcall.js';
-import { parseUuid } from '../model/uuid.js';
-import type { BotAudioSink } from '../pipeline/audio-sink.js';
-import { isAuthorized, requestUrl } from './auth.js';
-import { decodeFrame, loadFrameType, type AudioRawFrame } from './frame-codec.js';
+import type { OutputClock } from '../../audio/clock.js';
+import type { Call } from '../../calls/call.js';
+import type { CallManager } from '../../calls/manager.js';
+import { WebSocketMedia } from './media.js';
+import type { Config } from '../../config.js';
+import { NotFoundError, ProtocolError, messageOf } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import { isTerminated } from '../../model/pipecatcall.js';
+import { parseUuid } from '../../model/uuid.js';
+import type { BotAudioSink } from '../../pipeline/audio-sink.js';
+import { isAuthorized, requestUrl } from '../../http/auth.js';
+import { decodeFrame, loadFrameType, type AudioRawFrame } from './frames.js';
 import { RTVI_VERSION, parseClientMessage, rtviErrorResponse, rtviMessage } from './rtvi.js';
-import { WsPeer, type WsPeerOptions } from './ws-peer.js';
+import { WsPeer, type WsPeerOptions } from './peer.js';
 
 export type WebSocketMode = 'media' | 'monitor';
 

@@ -1,5 +1,5 @@
 // Pipecat's protobuf frames (proto/frames.proto) for the browser, written by hand so the console needs no build
-// step and no library: encodes audio and message frames, decodes all four kinds. Mirrors src/http/frame-codec.ts.
+// step and no library: encodes audio and message frames, decodes all four kinds. Mirrors src/transports/websocket/frames.ts.
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();

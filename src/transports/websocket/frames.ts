@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { ProtocolError, messageOf } from '../errors.js';
+import { ProtocolError, messageOf } from '../../errors.js';
 
 export interface AudioRawFrame {
   type: 'audio';
@@ -43,7 +43,7 @@ export interface MessageFrame {
 export type PipecatFrame = AudioRawFrame | TextFrame | TranscriptionFrame | MessageFrame;
 
 // src/http/ and dist/http/ are both two levels below the package root, where proto/ lives (the Dockerfile copies it).
-const PROTO_PATH = fileURLToPath(new URL('../../proto/frames.proto', import.meta.url));
+const PROTO_PATH = fileURLToPath(new URL('../../../proto/frames.proto', import.meta.url));
 
 let frameType: protobuf.Type | null = null;
 

@@ -1,7 +1,7 @@
 // RTVI-style JSON messages carried in `message` frames (SPEC §9): what the server sends
 // ({"label":"rtvi-ai","type":…,"data":…}) and what it accepts from clients (send-text, client-ready).
 
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 
 export const RTVI_LABEL = 'rtvi-ai';
 /** Reported to clients in bot-ready: the RTVI protocol version these messages follow. */

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { pollOutputClocks } from '../audio/clock.js';
+import { pollOutputClocks } from '../../audio/clock.js';
 
 export interface VadParams {
   /** Silero speech probability a window needs to count as speech. */
