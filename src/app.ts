@@ -12,9 +12,10 @@ import { rateOfKind } from './transports/audiosocket/protocol.js';
 import { SileroVad } from './providers/vad/silero.js';
 import { Siblings } from './calls/siblings.js';
 import type { Config, HostPort } from './config.js';
-import { messageOf } from './errors.js';
+import { DependencyError, messageOf } from './errors.js';
 import { ConsoleRoutes } from './console/routes.js';
-import { HttpServer } from './http/server.js';
+import { HttpServer, type ReadinessCheck } from './http/server.js';
+import { RpcOverHttp } from './http/rpc-over-http.js';
 import { WebSocketEndpoint } from './transports/websocket/endpoint.js';
 import { MetricsServer } from './http/metrics-server.js';
 import type { Logger } from './log.js';
@@ -22,13 +23,13 @@ import { Metrics } from './metrics.js';
 import { Broker } from './rpc/broker.js';
 import { RpcClient } from './rpc/client.js';
 import { EventPublisher } from './rpc/events.js';
+import { EventsWebhook } from './rpc/events-webhook.js';
+import type { EventSink } from './calls/manager.js';
 import { RpcRoutes } from './rpc/routes.js';
 import { RpcServer } from './rpc/server.js';
 import { SHARED_QUEUE, declareTopology, perHostQueue } from './rpc/topology.js';
-import { PipecatcallCache } from './store/cache.js';
-import { Database } from './store/mysql.js';
-import { PipecatcallStore } from './store/pipecatcall-store.js';
-import { PipecatcallRepository } from './store/pipecatcalls.js';
+import { endRowsLeftLive } from './store/end-left-live.js';
+import { openStore } from './store/open-store.js';
 
 export interface AppAddresses {
   audiosocket: HostPort;
@@ -57,7 +58,7 @@ export class App {
     readonly addresses: AppAddresses,
     calls: CallManager,
     private readonly closers: Closer[],
-    private readonly sharedServer: RpcServer,
+    private readonly sharedServer: RpcServer | null,
     private readonly audiosocket: AudiosocketServer,
     private readonly clock: OutputClock,
   ) {
@@ -72,19 +73,47 @@ export class App {
       const metricsAddress = await metricsServer.listen(config.prometheusListen);
       closers.push(() => metricsServer.close());
 
-      const db = await Database.open(config.database, log);
-      closers.push(() => db.close());
-      const cache = await PipecatcallCache.open(config.redis, log, metrics);
-      closers.push(() => cache.close());
-      const store = new PipecatcallStore(new PipecatcallRepository(db), cache);
+      // Each part is the real service when its address is configured, else the embedded one (SQLite, no cache,
+      // no broker): a fresh machine runs with no other service.
+      const opened = await openStore(config, log, metrics);
+      closers.push(() => opened.close());
+      const store = opened.store;
+      const checks: Record<string, ReadinessCheck> = { ...opened.checks };
 
-      const broker = await Broker.connect(config.rabbitmqAddress, log);
-      closers.push(() => broker.close());
-      await declareTopology(broker, config.podIp, log);
-      const events = new EventPublisher({ broker, metrics, log });
-      closers.push(() => events.close());
-      const rpcClient = new RpcClient({ broker, publisher: 'pipecat-manager', metrics, log });
-      closers.push(() => rpcClient.close());
+      let broker: Broker | null = null;
+      let rpcClient: RpcClient | null = null;
+      const sinks: EventSink[] = [];
+      if (config.rabbitmqAddress !== '') {
+        const b = await Broker.connect(config.rabbitmqAddress, log);
+        broker = b;
+        closers.push(() => b.close());
+        checks.rabbitmq = () => b.ping();
+        await declareTopology(b, config.podIp, log);
+        const publisher = new EventPublisher({ broker: b, metrics, log });
+        closers.push(() => publisher.close());
+        sinks.push(publisher);
+        const client = new RpcClient({ broker: b, publisher: 'pipecat-manager', metrics, log });
+        rpcClient = client;
+        closers.push(() => client.close());
+      }
+      if (config.eventsWebhookUrl !== '') {
+        const webhook = new EventsWebhook({ url: config.eventsWebhookUrl, metrics, log });
+        closers.push(() => webhook.close());
+        sinks.push(webhook);
+      }
+      const events: EventSink = {
+        publish: (type, dataJson) => {
+          for (const sink of sinks) sink.publish(type, dataJson);
+        },
+      };
+      const modes = {
+        database: opened.modes.database,
+        cache: opened.modes.cache,
+        rpc: broker !== null ? 'rabbitmq + http' : 'http',
+        events: [broker !== null ? 'rabbitmq' : '', config.eventsWebhookUrl !== '' ? 'webhook' : ''].filter((m) => m !== '').join(' + ') || 'none',
+      };
+      // Nothing else can use an embedded file: what it still shows live on this host died with the last process.
+      if (config.database === null) await endRowsLeftLive(store, events, config.podIp, metrics, log);
 
       // The Silero model is loaded once per process; loading it blocks the loop (~40 ms), so not on a live call.
       await SileroVad.preload();
@@ -92,7 +121,7 @@ export class App {
       closers.push(() => clock.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
-      const siblings = new Siblings(rpcClient);
+      const siblings = new Siblings(rpcClient ?? NO_BROKER_RPC);
       // The starter and the manager need each other: the starter ends calls, the manager starts pipelines.
       let manager: CallManager | null = null;
       const providers = options.providers ?? new ProviderRegistry(config);
@@ -124,21 +153,25 @@ export class App {
       closers.push(() => calls.shutdown(0));
 
       const routes = new RpcRoutes(calls, config.podIp);
-      const serverOptions = {
-        broker,
-        handler: (req: Parameters<RpcRoutes['handle']>[0]) => routes.handle(req),
-        routeLabel: (req: Parameters<RpcRoutes['label']>[0]) => routes.label(req),
-        metrics,
-        log,
-      };
-      // Two servers so shutdown can stop taking new calls (shared queue) while live calls still get their
-      // stop and message requests (per-host queue).
-      const hostServer = new RpcServer({ ...serverOptions, queues: [perHostQueue(config.podIp)] });
-      const sharedServer = new RpcServer({ ...serverOptions, queues: [SHARED_QUEUE] });
-      await hostServer.start();
-      closers.push(() => hostServer.stop());
-      await sharedServer.start();
-      closers.push(() => sharedServer.stop());
+      let sharedServer: RpcServer | null = null;
+      if (broker !== null) {
+        const serverOptions = {
+          broker,
+          handler: (req: Parameters<RpcRoutes['handle']>[0]) => routes.handle(req),
+          routeLabel: (req: Parameters<RpcRoutes['label']>[0]) => routes.label(req),
+          metrics,
+          log,
+        };
+        // Two servers so shutdown can stop taking new calls (shared queue) while live calls still get their
+        // stop and message requests (per-host queue).
+        const hostServer = new RpcServer({ ...serverOptions, queues: [perHostQueue(config.podIp)] });
+        const shared = new RpcServer({ ...serverOptions, queues: [SHARED_QUEUE] });
+        sharedServer = shared;
+        await hostServer.start();
+        closers.push(() => hostServer.stop());
+        await shared.start();
+        closers.push(() => shared.stop());
+      }
 
       const audiosocket = new AudiosocketServer({
         host: config.audiosocketListen.host,
@@ -152,11 +185,7 @@ export class App {
       audiosocketAddress = await audiosocket.listen();
       closers.push(() => audiosocket.close());
 
-      const http = new HttpServer({
-        mysql: () => db.ping(),
-        redis: () => cache.ping(),
-        rabbitmq: () => broker.ping(),
-      });
+      const http = new HttpServer(checks, modes);
       // SPEC §9: the call's WebSocket media or monitor; its pipeline starts at the first client audio frame.
       const websocket = new WebSocketEndpoint({
         config,
@@ -168,7 +197,9 @@ export class App {
       });
       http.onUpgrade((req, socket, head) => websocket.handleUpgrade(req, socket, head));
       const consoleRoutes = new ConsoleRoutes({ config, calls, log });
-      http.onRequest((req, res) => consoleRoutes.handle(req, res));
+      // The same routing table as the broker's RPC server, for control without a broker (or a quick curl).
+      const rpcOverHttp = new RpcOverHttp({ routes, authToken: config.httpAuthToken, metrics, log });
+      http.onRequest(async (req, res) => (await rpcOverHttp.handle(req, res)) || consoleRoutes.handle(req, res));
       const httpAddress = await http.listen(config.httpListen);
       closers.push(() => http.close());
       closers.push(() => websocket.close());
@@ -180,6 +211,7 @@ export class App {
           audiosocket: `${audiosocketAddress.host}:${audiosocketAddress.port}`,
           http: `${httpAddress.host}:${httpAddress.port}`,
           metrics: `${metricsAddress.host}:${metricsAddress.port}${config.prometheusEndpoint}`,
+          modes,
         },
         'pipecat-manager started',
       );
@@ -202,7 +234,7 @@ export class App {
   shutdown(graceMs = this.config.shutdownGraceSeconds * 1000): Promise<void> {
     this.closing ??= (async () => {
       this.log.info({ grace_ms: graceMs, calls: this.calls.size }, 'shutting down');
-      await this.sharedServer.stop();
+      await this.sharedServer?.stop();
       await this.calls.shutdown(graceMs);
       await closeAll(this.closers, this.log);
       this.log.info('pipecat-manager stopped');
@@ -215,6 +247,14 @@ export class App {
     return this.shutdown(0);
   }
 }
+
+/** Siblings' transport when no broker is configured: call-manager and ai-manager live behind RabbitMQ only. */
+const NO_BROKER_RPC: Pick<RpcClient, 'request'> = {
+  request: (queue) =>
+    Promise.reject(
+      new DependencyError('rabbitmq', `${queue} is reached over RabbitMQ and no RABBITMQ_ADDRESS is configured`),
+    ),
+};
 
 async function closeAll(closers: Closer[], log: Logger): Promise<void> {
   for (const close of closers.splice(0).reverse()) {

@@ -29,9 +29,15 @@ export interface Config {
   httpAuthToken: string;
   prometheusListen: HostPort;
   prometheusEndpoint: string;
-  database: DatabaseConfig;
-  redis: { host: string; port: number; password: string; database: number };
+  /** MySQL/MariaDB; null = the embedded SQLite file at databasePath (no DATABASE_DSN configured). */
+  database: DatabaseConfig | null;
+  databasePath: string;
+  /** null = no cache (no REDIS_ADDRESS configured). */
+  redis: { host: string; port: number; password: string; database: number } | null;
+  /** '' = no broker: no RPC server, no events on RabbitMQ (control over HTTP instead). */
   rabbitmqAddress: string;
+  /** '' = none; else every event is also POSTed here. */
+  eventsWebhookUrl: string;
   unknownCalls: 'accept' | 'reject';
   callManager: boolean;
   defaults: {
@@ -64,14 +70,16 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['POD_IP', '127.0.0.1', "This instance's host id: stored as host_id, suffix of its per-host RPC queue, the host Asterisk connects to"],
   ['AUDIOSOCKET_LISTEN_ADDRESS', '${POD_IP}:8080', 'TCP address of the Audiosocket server'],
   ['HTTP_LISTEN_ADDRESS', '127.0.0.1:8001', 'HTTP server: /healthz, /readyz, WebSocket media/monitor'],
-  ['HTTP_AUTH_TOKEN', '', 'When set, WebSocket upgrades need `Authorization: Bearer <token>` or `?token=`'],
+  ['HTTP_AUTH_TOKEN', '', 'When set, WebSocket upgrades and the HTTP control API (/v1/…) need `Authorization: Bearer <token>` or `?token=`'],
   ['PROMETHEUS_LISTEN_ADDRESS', ':2112', 'Metrics HTTP listener'],
   ['PROMETHEUS_ENDPOINT', '/metrics', 'Metrics path'],
-  ['DATABASE_DSN', 'mysql://root@127.0.0.1:3306/pipecat', 'MySQL/MariaDB; the Go form user:pass@tcp(host:port)/db is accepted too'],
-  ['REDIS_ADDRESS', '127.0.0.1:6379', 'Redis host:port'],
+  ['DATABASE_DSN', '', 'MySQL/MariaDB, e.g. mysql://root@127.0.0.1:3306/pipecat (the Go form user:pass@tcp(host:port)/db too); unset = embedded SQLite at DATABASE_PATH'],
+  ['DATABASE_PATH', 'data/pipecat-manager.sqlite', 'The embedded SQLite file when DATABASE_DSN is unset (created with its directory)'],
+  ['REDIS_ADDRESS', '', 'Redis host:port, e.g. 127.0.0.1:6379; unset = no cache'],
   ['REDIS_PASSWORD', '', 'Redis password'],
   ['REDIS_DATABASE', '1', 'Redis database index'],
-  ['RABBITMQ_ADDRESS', 'amqp://guest:guest@127.0.0.1:5672', 'RabbitMQ URL'],
+  ['RABBITMQ_ADDRESS', '', 'RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672; unset = no RPC server and no events on a broker (control over HTTP)'],
+  ['EVENTS_WEBHOOK_URL', '', 'When set, every event is also POSTed here as JSON (retried with backoff, bounded queue)'],
   ['UNKNOWN_CALLS', 'accept', 'Audiosocket connection with an unknown UUID: accept (create a call with the defaults) or reject'],
   ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination'],
   ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls'],
@@ -187,14 +195,23 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   if (podIp === '') errors.push('POD_IP must not be empty');
   const audiosocketText = raw('AUDIOSOCKET_LISTEN_ADDRESS') ?? `${podIp}:8080`;
 
-  let database: DatabaseConfig = { host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat' };
-  try {
-    database = parseDatabaseDsn(get('DATABASE_DSN'));
-  } catch (err) {
-    errors.push(`DATABASE_DSN: ${(err as Error).message}`);
+  // An unset address means the embedded part (SQLite, no cache, no broker): a fresh machine runs with no service.
+  let database: DatabaseConfig | null = null;
+  const dsn = get('DATABASE_DSN').trim();
+  if (dsn !== '') {
+    try {
+      database = parseDatabaseDsn(dsn);
+    } catch (err) {
+      errors.push(`DATABASE_DSN: ${(err as Error).message}`);
+    }
   }
+  const databasePath = get('DATABASE_PATH').trim();
+  if (database === null && databasePath === '') errors.push('DATABASE_PATH must not be empty when DATABASE_DSN is unset');
+  const redisAddress = get('REDIS_ADDRESS').trim();
   const rabbitmqAddress = get('RABBITMQ_ADDRESS').trim();
-  if (!/^amqps?:\/\//.test(rabbitmqAddress)) errors.push('RABBITMQ_ADDRESS must be an amqp:// or amqps:// URL');
+  if (rabbitmqAddress !== '' && !/^amqps?:\/\//.test(rabbitmqAddress)) {
+    errors.push('RABBITMQ_ADDRESS must be an amqp:// or amqps:// URL');
+  }
   const endpoint = get('PROMETHEUS_ENDPOINT').trim();
   if (!endpoint.startsWith('/')) errors.push('PROMETHEUS_ENDPOINT must start with /');
   const onOff = (name: string): boolean => {
@@ -218,12 +235,17 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     prometheusListen: hostPort('PROMETHEUS_LISTEN_ADDRESS', get('PROMETHEUS_LISTEN_ADDRESS'), '0.0.0.0'),
     prometheusEndpoint: endpoint,
     database,
-    redis: {
-      ...hostPort('REDIS_ADDRESS', get('REDIS_ADDRESS'), '127.0.0.1'),
-      password: get('REDIS_PASSWORD'),
-      database: int('REDIS_DATABASE', 0, 255),
-    },
+    databasePath: databasePath === '' ? '' : resolve(databasePath),
+    redis:
+      redisAddress === ''
+        ? null
+        : {
+            ...hostPort('REDIS_ADDRESS', redisAddress, '127.0.0.1'),
+            password: get('REDIS_PASSWORD'),
+            database: int('REDIS_DATABASE', 0, 255),
+          },
     rabbitmqAddress,
+    eventsWebhookUrl: webhookUrl(get('EVENTS_WEBHOOK_URL'), errors),
     unknownCalls: oneOf('UNKNOWN_CALLS', ['accept', 'reject'] as const),
     callManager: onOff('CALL_MANAGER'),
     defaults: {
@@ -250,8 +272,29 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),
     logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
   };
+  // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.
+  if (config.callManager && rabbitmqAddress === '') {
+    errors.push('CALL_MANAGER=on needs RABBITMQ_ADDRESS (call-manager is reached over RabbitMQ)');
+  }
   if (errors.length > 0) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
   return deepFreeze(config);
+}
+
+/** EVENTS_WEBHOOK_URL: kept exactly as given (a trailing slash may matter to the receiver). */
+function webhookUrl(text: string, errors: string[]): string {
+  const v = text.trim();
+  if (v === '') return '';
+  let u: URL | null = null;
+  try {
+    u = new URL(v);
+  } catch {
+    // reported below
+  }
+  if (u === null || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+    errors.push('EVENTS_WEBHOOK_URL must be an http(s):// URL');
+    return '';
+  }
+  return v;
 }
 
 /** `host:port`, `:port` (all interfaces → defaultHost) or `[v6]:port`. */

@@ -118,6 +118,17 @@ export class Metrics {
     help: 'Events dropped because the outage buffer was full',
     registers: [this.registry],
   });
+  readonly webhookEventsTotal = new Counter({
+    name: `${PREFIX}webhook_events_total`,
+    help: 'Events for EVENTS_WEBHOOK_URL by outcome: delivered, retried (an attempt failed), rejected (4xx), dropped (queue full or shutdown)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookEventsQueued = new Gauge({
+    name: `${PREFIX}webhook_events_queued`,
+    help: 'Events waiting to be delivered to EVENTS_WEBHOOK_URL',
+    registers: [this.registry],
+  });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -23,7 +23,7 @@ function objectOf(data: unknown, what: string): Record<string, unknown> {
 const str = (o: Record<string, unknown>, k: string): string => (typeof o[k] === 'string' ? (o[k]) : '');
 
 export class Siblings {
-  constructor(private readonly rpc: RpcClient) {}
+  constructor(private readonly rpc: Pick<RpcClient, 'request'>) {}
 
   /** The call's status at call-manager (e.g. `progressing`, `hangup`). */
   async callStatus(callId: string, signal?: AbortSignal): Promise<string> {

@@ -45,7 +45,11 @@ export class HttpServer {
   private upgradeHandler: UpgradeHandler | null = null;
   private requestHandler: RequestHandler | null = null;
 
-  constructor(private readonly checks: Readonly<Record<string, ReadinessCheck>>) {
+  /** `modes`: which service (or embedded part) backs each part, shown by /readyz. */
+  constructor(
+    private readonly checks: Readonly<Record<string, ReadinessCheck>>,
+    private readonly modes: Readonly<Record<string, string>> = {},
+  ) {
     this.server = createServer((req, res) => {
       this.route(req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error: messageOf(err) });
@@ -95,7 +99,8 @@ export class HttpServer {
       const body: Record<string, string> = {};
       names.forEach((n, i) => (body[n] = results[i] ?? 'unknown'));
       const ready = results.every((r) => r === 'ok');
-      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: body });
+      const modes = Object.keys(this.modes).length > 0 ? { modes: this.modes } : {};
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: body, ...modes });
       return;
     }
     sendJson(res, 404, { error: `no route for ${path ?? ''}` });

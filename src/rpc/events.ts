@@ -16,7 +16,7 @@ interface QueuedEvent {
 }
 
 /** A fixed-capacity ring: push drops (and returns) the oldest item when full. */
-class BoundedFifo<T> {
+export class BoundedFifo<T> {
   private readonly items: Array<T | undefined>;
   private head = 0;
   private count = 0;
@@ -57,6 +57,14 @@ class BoundedFifo<T> {
   }
 }
 
+/** The event envelope of SPEC §7.1, byte-for-byte as the Go publisher writes it (the webhook sends the same). */
+export function encodeEvent(type: string, dataJson: string): Buffer {
+  return Buffer.from(
+    `{"type":${goEncodeValue(type)},"publisher":"pipecat-manager","data_type":"application/json","data":${dataJson}}`,
+    'utf8',
+  );
+}
+
 export interface EventPublisherOptions {
   broker: Broker;
   metrics: Metrics;
@@ -83,10 +91,7 @@ export class EventPublisher {
   /** Publishes `{"type":…,"publisher":"pipecat-manager","data_type":"application/json","data":<raw>}`. */
   publish(type: string, dataJson: string): void {
     try {
-      const body = Buffer.from(
-        `{"type":${goEncodeValue(type)},"publisher":"pipecat-manager","data_type":"application/json","data":${dataJson}}`,
-        'utf8',
-      );
+      const body = encodeEvent(type, dataJson);
       this.metrics.notifyTotal.inc({ type });
       const event: QueuedEvent = { type, body, at: performance.now() };
       if (this.closed) {

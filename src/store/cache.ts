@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decodePipecatcall, encodePipecatcall, type Pipecatcall } from '../model/pipecatcall.js';
 
-export type RedisConfig = Config['redis'];
+export type RedisConfig = NonNullable<Config['redis']>;
 
 const TTL_SECONDS = 86_400;
 const WARN_INTERVAL_MS = 30_000;

@@ -4,20 +4,39 @@
 import { DependencyError } from '../errors.js';
 import type { Pipecatcall } from '../model/pipecatcall.js';
 import { nowTimestamp } from '../model/timestamp.js';
-import type { PipecatcallCache } from './cache.js';
-import type { PipecatcallRepository } from './pipecatcalls.js';
+
+/** Row persistence: PipecatcallRepository (MySQL) and SqlitePipecatcallRepository implement it. */
+export interface PipecatcallRows {
+  /** ConflictError if the id exists. */
+  insert(p: Pipecatcall): Promise<void>;
+  get(id: string): Promise<Pipecatcall | null>;
+  /** false when there is no such live row. */
+  markDeleted(id: string, ts: string): Promise<boolean>;
+  listLiveByHost(hostId: string): Promise<Pipecatcall[]>;
+}
+
+/** The cache in front of the rows: PipecatcallCache (Redis), or NO_CACHE when none is configured. */
+export interface PipecatcallCacheLike {
+  get(id: string): Promise<Pipecatcall | null>;
+  set(p: Pipecatcall): Promise<void>;
+}
+
+export const NO_CACHE: PipecatcallCacheLike = {
+  get: () => Promise.resolve(null),
+  set: () => Promise.resolve(),
+};
 
 export class PipecatcallStore {
   constructor(
-    private readonly repo: PipecatcallRepository,
-    private readonly cache: PipecatcallCache,
+    private readonly repo: PipecatcallRows,
+    private readonly cache: PipecatcallCacheLike,
   ) {}
 
   /** Inserts p and returns the row as stored (sentinels, nil UUIDs and all). ConflictError if the id exists. */
   async create(p: Pipecatcall): Promise<Pipecatcall> {
     await this.repo.insert(p);
     const row = await this.repo.get(p.id);
-    if (row === null) throw new DependencyError('mysql', `pipecatcall ${p.id} was inserted but cannot be read back`);
+    if (row === null) throw new DependencyError('database', `pipecatcall ${p.id} was inserted but cannot be read back`);
     await this.cache.set(row);
     return row;
   }

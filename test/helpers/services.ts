@@ -26,7 +26,7 @@ export function createTestDatabase(): Promise<{ config: DatabaseConfig; drop(): 
  * A Redis DB index for this worker (2..15: 0 and 1 are the defaults a developer's daemon uses). Keys are fixed by
  * SPEC §6.3 but carry random UUIDs, so tests sharing an index never collide as long as each deletes only its own.
  */
-export function testRedisConfig(): Config['redis'] {
+export function testRedisConfig(): NonNullable<Config['redis']> {
   const worker = Number(process.env.VITEST_POOL_ID ?? process.pid);
   return { host: '127.0.0.1', port: 6379, password: '', database: 2 + ((Number.isFinite(worker) ? worker : 0) % 14) };
 }

@@ -75,7 +75,7 @@ describe('the daemon at startup', () => {
     expect(health.status).toBe(200);
     const ready = await fetch(`http://127.0.0.1:${daemon.httpPort}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', checks: { mysql: 'ok', redis: 'ok', rabbitmq: 'ok' } });
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { mysql: 'ok', redis: 'ok', rabbitmq: 'ok' } });
     const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
     for (const name of ['active_calls', 'receive_request_process_time', 'output_frame_lateness_seconds', 'audiosocket_frames_total']) {
       expect(metrics).toContain(`pipecat_manager_${name}`);

@@ -14,8 +14,12 @@ describe('loadConfig', () => {
     expect(c.httpListen).toEqual({ host: '127.0.0.1', port: 8001 });
     expect(c.prometheusListen).toEqual({ host: '0.0.0.0', port: 2112 });
     expect(c.prometheusEndpoint).toBe('/metrics');
-    expect(c.database).toEqual({ host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat' });
-    expect(c.redis).toEqual({ host: '127.0.0.1', port: 6379, password: '', database: 1 });
+    // No service configured: the embedded parts (SQLite file, no cache, no broker).
+    expect(c.database).toBeNull();
+    expect(c.databasePath).toBe(join(process.cwd(), 'data/pipecat-manager.sqlite'));
+    expect(c.redis).toBeNull();
+    expect(c.rabbitmqAddress).toBe('');
+    expect(c.eventsWebhookUrl).toBe('');
     expect(c.unknownCalls).toBe('accept');
     expect(c.callManager).toBe(false);
     expect(c.defaults).toMatchObject({ llmType: 'local.echo', sttType: 'sphinx', ttsType: 'espeak' });
@@ -23,7 +27,35 @@ describe('loadConfig', () => {
     expect(c.shutdownGraceSeconds).toBe(30);
     expect(c.audiosocketHandshakeTimeoutMs).toBe(5000);
     expect(c.audiosocketMaxFrameBytes).toBe(16384);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('switches each part to its real service when its address is configured', () => {
+    const c = loadConfig({
+      env: {
+        DATABASE_DSN: 'mysql://root@127.0.0.1:3306/pipecat',
+        REDIS_ADDRESS: '127.0.0.1:6379',
+        RABBITMQ_ADDRESS: 'amqp://guest:guest@127.0.0.1:5672',
+      },
+    });
+    expect(c.database).toEqual({ host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat' });
     expect(Object.isFrozen(c.database)).toBe(true);
+    expect(c.redis).toEqual({ host: '127.0.0.1', port: 6379, password: '', database: 1 });
+    expect(c.rabbitmqAddress).toBe('amqp://guest:guest@127.0.0.1:5672');
+    expect(loadConfig({ env: { REDIS_ADDRESS: 'cache:6380' } })).toMatchObject({
+      database: null,
+      redis: { host: 'cache', port: 6380 },
+      rabbitmqAddress: '',
+    });
+  });
+
+  it('refuses CALL_MANAGER=on without a broker, and a bad webhook URL', () => {
+    expect(() => loadConfig({ env: { CALL_MANAGER: 'on' } })).toThrow(/CALL_MANAGER=on needs RABBITMQ_ADDRESS/);
+    expect(loadConfig({ env: { CALL_MANAGER: 'on', RABBITMQ_ADDRESS: 'amqp://h' } }).callManager).toBe(true);
+    expect(() => loadConfig({ env: { EVENTS_WEBHOOK_URL: 'ftp://x/hook' } })).toThrow(/EVENTS_WEBHOOK_URL must be an http/);
+    expect(loadConfig({ env: { EVENTS_WEBHOOK_URL: 'http://127.0.0.1:9/hook/' } }).eventsWebhookUrl).toBe(
+      'http://127.0.0.1:9/hook/',
+    );
   });
 
   it('derives the Audiosocket address from POD_IP', () => {
@@ -35,11 +67,11 @@ describe('loadConfig', () => {
     writeFileSync(join(dir, '.env'), 'POD_IP=10.1.1.1\nREDIS_DATABASE=4\nLOG_LEVEL=debug\n');
     const c = loadConfig({
       dotenvDir: dir,
-      env: { REDIS_DATABASE: '5', LOG_LEVEL: 'warn' },
+      env: { REDIS_ADDRESS: '127.0.0.1:6379', REDIS_DATABASE: '5', LOG_LEVEL: 'warn' },
       flags: parseConfigFlags(['--log-level', 'error']),
     });
     expect(c.podIp).toBe('10.1.1.1');
-    expect(c.redis.database).toBe(5);
+    expect(c.redis?.database).toBe(5);
     expect(c.logLevel).toBe('error');
   });
 
