@@ -9,6 +9,7 @@ import { Metrics } from '../metrics.js';
 import { newUuid, parseUuid } from '../model/uuid.js';
 import { Broker } from '../rpc/broker.js';
 import { RpcClient, RpcStatusError } from '../rpc/client.js';
+import { HttpRpcClient } from '../rpc/http-rpc-client.js';
 import { SHARED_QUEUE, perHostQueue } from '../rpc/topology.js';
 import { UsageError, parseArgs, type ParsedArgs } from './args.js';
 import { dialCall } from './dial.js';
@@ -32,6 +33,8 @@ const USAGE = `pipecat-control — operator CLI for pipecat-manager (JSON on std
         [--dtmf DIGITS] [--timeout SECONDS] [--greeting SECONDS]
 
 Every daemon setting is accepted too (env, .env, or --rabbitmq-address etc.).
+Without RABBITMQ_ADDRESS the commands go over HTTP to the daemon's HTTP_LISTEN_ADDRESS (with HTTP_AUTH_TOKEN);
+--http URL forces HTTP to that daemon.
 `;
 
 class Cli {
@@ -78,7 +81,16 @@ class Cli {
     return this.rpc;
   }
 
+  /** HTTP instead of RabbitMQ: asked for with --http URL, or the daemon has no broker (same configuration). */
+  httpClient(): HttpRpcClient | null {
+    const url = this.flag('http');
+    if (url !== undefined) return new HttpRpcClient(url, this.config.httpAuthToken);
+    return this.config.rabbitmqAddress === '' ? HttpRpcClient.fromConfig(this.config) : null;
+  }
+
   async call(queue: string, uri: string, method: 'GET' | 'POST', data?: unknown): Promise<unknown> {
+    const http = this.httpClient();
+    if (http !== null) return (await http.request(data === undefined ? { uri, method } : { uri, method, data })).data;
     const rpc = await this.client();
     const r = await rpc.request(queue, data === undefined ? { uri, method } : { uri, method, data });
     return r.data;
