@@ -8,6 +8,7 @@ import { AudiosocketMedia } from './transports/audiosocket/media.js';
 import { CallManager } from './calls/manager.js';
 import { PipelineStarter } from './calls/pipeline-starter.js';
 import { ProviderRegistry } from './providers/provider-registry.js';
+import { missingOfflinePackages } from './providers/offline-packages.js';
 import { rateOfKind } from './transports/audiosocket/protocol.js';
 import { SileroVad } from './providers/vad/silero.js';
 import { Siblings } from './calls/siblings.js';
@@ -205,6 +206,13 @@ export class App {
       closers.push(() => websocket.close());
 
       const addresses = { audiosocket: audiosocketAddress, http: httpAddress, metrics: metricsAddress };
+      const missing = missingOfflinePackages({ stt: config.defaults.sttType, tts: config.defaults.ttsType });
+      if (missing.length > 0) {
+        log.warn(
+          { missing },
+          `the offline bot (DEFAULT_STT_TYPE=${config.defaults.sttType}, DEFAULT_TTS_TYPE=${config.defaults.ttsType}) needs: apt-get install ${missing.join(' ')}`,
+        );
+      }
       log.info(
         {
           host_id: config.podIp,
