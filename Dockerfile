@@ -16,7 +16,12 @@ RUN apt-get update \
       espeak-ng pocketsphinx pocketsphinx-en-us tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# Production names its services explicitly, so the image never runs standalone (SQLite, no broker) by accident;
+# override the addresses with the deployment's environment.
 ENV NODE_ENV=production \
+    DATABASE_DSN=mysql://pipecat@mysql:3306/pipecat \
+    REDIS_ADDRESS=redis:6379 \
+    RABBITMQ_ADDRESS=amqp://guest:guest@rabbitmq:5672 \
     UNKNOWN_CALLS=reject \
     CALL_MANAGER=on \
     HTTP_LISTEN_ADDRESS=0.0.0.0:8001 \

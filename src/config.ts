@@ -81,7 +81,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['RABBITMQ_ADDRESS', '', 'RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672; unset = no RPC server and no events on a broker (control over HTTP)'],
   ['EVENTS_WEBHOOK_URL', '', 'When set, every event is also POSTed here as JSON (retried with backoff, bounded queue)'],
   ['UNKNOWN_CALLS', 'accept', 'Audiosocket connection with an unknown UUID: accept (create a call with the defaults) or reject'],
-  ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination'],
+  ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination (needs RABBITMQ_ADDRESS)'],
   ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls'],
   ['DEFAULT_STT_TYPE', 'sphinx', 'STT for unknown Audiosocket calls'],
   ['DEFAULT_TTS_TYPE', 'espeak', 'TTS for unknown Audiosocket calls'],
