@@ -21,34 +21,33 @@ export class WebhookReceiver {
   failNext = 0;
   failStatus = 500;
 
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
+  private readonly server: Server;
+  url = '';
 
-  static async start(path = '/hooks/pipecat'): Promise<WebhookReceiver> {
-    let receiver: WebhookReceiver | undefined;
-    const server = createServer((req, res) => {
+  private constructor() {
+    this.server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const r = receiver;
-        if (r === undefined) return;
-        r.attempts++;
-        if (r.failNext > 0) {
-          r.failNext--;
-          res.writeHead(r.failStatus).end();
+        this.attempts++;
+        if (this.failNext > 0) {
+          this.failNext--;
+          res.writeHead(this.failStatus).end();
           return;
         }
         const body = Buffer.concat(chunks).toString('utf8');
-        r.bodies.push(body);
-        r.events.push(JSON.parse(body) as ReceivedEvent);
+        this.bodies.push(body);
+        this.events.push(JSON.parse(body) as ReceivedEvent);
         res.writeHead(204).end();
       });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    receiver = new WebhookReceiver(server, `http://127.0.0.1:${port}${path}`);
+  }
+
+  static async start(path = '/hooks/pipecat'): Promise<WebhookReceiver> {
+    const receiver = new WebhookReceiver();
+    await new Promise<void>((resolve) => receiver.server.listen(0, '127.0.0.1', resolve));
+    const { port } = receiver.server.address() as AddressInfo;
+    receiver.url = `http://127.0.0.1:${port}${path}`;
     return receiver;
   }
 
