@@ -21,19 +21,26 @@ export class SqliteDatabase {
   private constructor(
     readonly handle: SqliteHandle,
     readonly path: string,
+    private readonly owner: SqliteHandle | null,
   ) {}
 
   /** Opens (creating if needed) the file and migrates it; a DependencyError naming the path if that fails. */
   static open(path: string, log: Logger, migrations: readonly Migration[] = SQLITE_MIGRATIONS): SqliteDatabase {
     let handle: SqliteHandle;
+    let owner: SqliteHandle | null = null;
     try {
       const Database = loadDriver();
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      if (path !== ':memory:') {
+        mkdirSync(dirname(path), { recursive: true });
+        owner = takeOwnership(Database, path);
+      }
       handle = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     } catch (err) {
+      owner?.close();
+      if (err instanceof DependencyError) throw err;
       throw new DependencyError('sqlite', `cannot open the SQLite database ${path}: ${messageOf(err)}`, { cause: err });
     }
-    const db = new SqliteDatabase(handle, path);
+    const db = new SqliteDatabase(handle, path, owner);
     try {
       // WAL: readers never wait for the writer; NORMAL sync is durable across a process crash (kill -9), which
       // is the failure this embedded mode has to survive; only an OS crash may lose the last commits.
@@ -65,12 +72,42 @@ export class SqliteDatabase {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.handle.close();
-    } catch {
-      // already unusable: nothing left to release
+    for (const h of [this.handle, this.owner]) {
+      try {
+        h?.close();
+      } catch {
+        // already unusable: nothing left to release
+      }
     }
   }
+}
+
+/**
+ * One daemon per file: startup ends the rows its host left live, which would end another running daemon's calls.
+ * An exclusive SQLite lock on `<path>.lock`, held for the life of the connection, is released by the OS when the
+ * process dies however it dies (kill -9 included), so a restart never finds a stale lock. Readers of the
+ * database itself (an operator's sqlite3 shell) are not affected.
+ */
+function takeOwnership(Database: typeof BetterSqlite3, path: string): SqliteHandle {
+  const lockPath = `${path}.lock`;
+  const owner = new Database(lockPath, { timeout: 0 });
+  try {
+    owner.pragma('locking_mode = EXCLUSIVE');
+    owner.exec('CREATE TABLE IF NOT EXISTS owner (pid INTEGER NOT NULL)');
+    owner.prepare('DELETE FROM owner').run();
+    owner.prepare('INSERT INTO owner (pid) VALUES (?)').run(process.pid);
+  } catch (err) {
+    owner.close();
+    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') {
+      throw new DependencyError(
+        'sqlite',
+        `the SQLite database ${path} is in use by another pipecat-manager (lock ${lockPath}); stop it or set another DATABASE_PATH`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  return owner;
 }
 
 // A native addon: required lazily so a deployment on MySQL never needs it to load (or even to have built).

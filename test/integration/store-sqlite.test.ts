@@ -138,6 +138,17 @@ describe('SQLite store', () => {
     }
   });
 
+  it('refuses a second owner of the same file until the first closes it', () => {
+    const path = join(dir, 'owned.sqlite');
+    const first = SqliteDatabase.open(path, log);
+    try {
+      expect(() => SqliteDatabase.open(path, log)).toThrow(/in use by another pipecat-manager/);
+    } finally {
+      first.close();
+    }
+    SqliteDatabase.open(path, log).close();
+  });
+
   it('names the file when it cannot be opened, and fails operations after close with DependencyError', async () => {
     const notADir = join(dir, 'plain-file');
     writeFileSync(notADir, 'x');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TIMESTAMP_NEVER, nowTimestamp } from '../../src/model/timestamp.js';
 import { uuidFromBytes, uuidToBytes } from '../../src/model/uuid.js';
 import { TestCaller } from '../helpers/caller.js';
-import { spawnDaemon, type DaemonProcess } from '../helpers/processes.js';
+import { runDaemonToExit, spawnDaemon, type DaemonProcess } from '../helpers/processes.js';
 import { WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 let dir: string;
@@ -89,6 +89,12 @@ describe('standalone restart after kill -9', () => {
       .prepare('INSERT INTO pipecat_pipecatcalls (id, host_id, tm_create, tm_update, tm_delete) VALUES (?, ?, ?, ?, ?)')
       .run(uuidToBytes(foreign), '10.9.9.9', nowTimestamp(), TIMESTAMP_NEVER, TIMESTAMP_NEVER);
     writer.close();
+
+    // A second daemon on the same file while the first runs must not "recover" the first one's live calls.
+    const intruder = await runDaemonToExit([], env(), 60_000);
+    expect(intruder.code).toBe(1);
+    expect(intruder.stderr).toMatch(/is in use by another pipecat-manager/);
+    for (const id of [a, b, media]) expect(rows().get(id)?.tm_delete, id).toBe(TIMESTAMP_NEVER);
 
     first.kill('SIGKILL');
     expect(await first.exited).toBeNull();
