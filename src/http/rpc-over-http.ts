@@ -63,6 +63,9 @@ export class RpcOverHttp {
         throw new HttpRefusal(401, 'missing or wrong token (Authorization: Bearer <HTTP_AUTH_TOKEN>)');
       }
       if (!isRpcMethod(method)) throw new HttpRefusal(405, `method ${method} is not allowed`);
+      // A web page elsewhere must not drive calls through the operator's browser (CSRF): browsers name the page's
+      // origin on cross-origin requests; the CLI and curl send none.
+      if (!sameOrigin(req)) throw new HttpRefusal(403, 'cross-origin requests are not allowed');
       const body = await this.readBody(req);
       let data: unknown;
       if (body.length > 0) {
@@ -121,6 +124,16 @@ export class RpcOverHttp {
       req.once('end', () => resolve(Buffer.concat(chunks)));
       req.once('error', reject);
     });
+  }
+}
+
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === (req.headers.host ?? '');
+  } catch {
+    return false;
   }
 }
 

@@ -151,6 +151,13 @@ describe('standalone mode (no MySQL, Redis or RabbitMQ)', () => {
     expect(wrong.status).toBe(401);
     const byQuery = await fetch(`${base}/v1/pipecatcalls/${id}?token=${TOKEN}`);
     expect(byQuery.status).toBe(200);
+    const foreignPage = await fetch(`${base}/v1/pipecatcalls/${id}/stop`, {
+      method: 'POST',
+      headers: { ...auth, origin: 'https://evil.example' },
+    });
+    expect(foreignPage.status).toBe(403);
+    const samePage = await fetch(`${base}/v1/pipecatcalls/${id}`, { headers: { ...auth, origin: base } });
+    expect(samePage.status).toBe(200);
 
     expect((await control('POST', `/v1/pipecatcalls/${id}/stop`)).status).toBe(200);
     expect(sqliteRow(id)?.tm_delete).not.toBe('9999-01-01 00:00:00.000000');
