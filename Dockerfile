@@ -23,6 +23,7 @@ ENV NODE_ENV=production \
     REDIS_ADDRESS=redis:6379 \
     RABBITMQ_ADDRESS=amqp://guest:guest@rabbitmq:5672 \
     UNKNOWN_CALLS=reject \
+    AUDIOSOCKET_DTMF=ignore \
     CALL_MANAGER=on \
     HTTP_LISTEN_ADDRESS=0.0.0.0:8001 \
     AUDIOSOCKET_LISTEN_ADDRESS=0.0.0.0:8080

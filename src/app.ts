@@ -3,15 +3,12 @@
 
 import { OutputClock } from './audio/clock.js';
 import { AudiosocketServer } from './transports/audiosocket/server.js';
-import type { AudiosocketConnection } from './transports/audiosocket/connection.js';
-import { AudiosocketMedia } from './transports/audiosocket/media.js';
+import { attachAudiosocket } from './transports/audiosocket/attach.js';
 import { CallManager } from './calls/manager.js';
-import { PipelineStarter } from './calls/pipeline-starter.js';
+import { warmUp } from './calls/warm-up.js';
 import { ProviderRegistry } from './providers/provider-registry.js';
 import { missingOfflinePackages } from './providers/offline-packages.js';
-import { rateOfKind } from './transports/audiosocket/protocol.js';
-import { SileroVad } from './providers/vad/silero.js';
-import { Siblings } from './calls/siblings.js';
+import { SiblingClient } from './rpc/sibling-client.js';
 import type { Config, HostPort } from './config.js';
 import { DependencyError, messageOf } from './errors.js';
 import { ConsoleRoutes } from './console/routes.js';
@@ -25,7 +22,7 @@ import { Broker } from './rpc/broker.js';
 import { RpcClient } from './rpc/client.js';
 import { EventPublisher } from './rpc/events.js';
 import { EventsWebhook } from './rpc/events-webhook.js';
-import type { EventSink } from './calls/manager.js';
+import type { EventSink } from './calls/ports.js';
 import { RpcRoutes } from './rpc/routes.js';
 import { RpcServer } from './rpc/server.js';
 import { SHARED_QUEUE, declareTopology, perHostQueue } from './rpc/topology.js';
@@ -116,41 +113,24 @@ export class App {
       // Nothing else can use an embedded file: what it still shows live on this host died with the last process.
       if (config.database === null) await endRowsLeftLive(store, events, config.podIp, metrics, log);
 
-      // The Silero model is loaded once per process; loading it blocks the loop (~40 ms), so not on a live call.
-      await SileroVad.preload();
+      // Warm start (issue 9): what every call needs that can be loaded once is loaded before the daemon says it
+      // started, so the first call greets as fast as the tenth and no call's setup stalls another's frames.
+      const warm = await warmUp(config);
+      log.info({ ms: Math.round(warm.totalMs), steps: warm.steps }, 'warm start done');
       const clock = new OutputClock({ metrics, log });
       closers.push(() => clock.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
-      const siblings = new Siblings(rpcClient ?? NO_BROKER_RPC);
-      // The starter and the manager need each other: the starter ends calls, the manager starts pipelines.
-      let manager: CallManager | null = null;
-      const providers = options.providers ?? new ProviderRegistry(config);
-      const starter = new PipelineStarter({
-        config,
-        providers,
-        siblings,
-        metrics,
-        publishMessage: (type, call, text) => manager?.publishMessage(type, call, text),
-        terminate: (id, reason) => void manager?.terminate(id, reason),
-      });
       const calls = new CallManager({
         config,
         store,
         events,
-        siblings,
+        siblings: new SiblingClient(rpcClient ?? NO_BROKER_RPC),
         metrics,
         log,
-        checkProviders: (types) => providers.checkAvailable(types),
+        providers: options.providers ?? new ProviderRegistry(config),
         externalHost: () => `${config.podIp}:${audiosocketAddress.port}`,
-        hooks: {
-          onSessionStart: (call) => {
-            if (call.media === null) starter.start(call, null, null);
-          },
-          onSessionEnd: (call) => starter.stop(call),
-        },
       });
-      manager = calls;
       closers.push(() => calls.shutdown(0));
 
       const routes = new RpcRoutes(calls, config.podIp);
@@ -181,21 +161,14 @@ export class App {
         maxFrameBytes: config.audiosocketMaxFrameBytes,
         metrics,
         log,
-        onCall: (uuid: string, conn: AudiosocketConnection) => attachAudiosocket(calls, starter, clock, metrics, uuid, conn),
+        onCall: (uuid, conn) => attachAudiosocket({ calls, clock, metrics, log, dtmf: config.audiosocketDtmf }, uuid, conn),
       });
       audiosocketAddress = await audiosocket.listen();
       closers.push(() => audiosocket.close());
 
       const http = new HttpServer(checks, modes);
-      // SPEC §9: the call's WebSocket media or monitor; its pipeline starts at the first client audio frame.
-      const websocket = new WebSocketEndpoint({
-        config,
-        calls,
-        clock,
-        metrics,
-        log,
-        startPipeline: (call, sink, wireRate) => starter.start(call, sink, wireRate),
-      });
+      // SPEC §9: the call's WebSocket media or monitor; its pipeline starts when the media attaches.
+      const websocket = new WebSocketEndpoint({ config, calls, clock, metrics, log });
       http.onUpgrade((req, socket, head) => websocket.handleUpgrade(req, socket, head));
       const consoleRoutes = new ConsoleRoutes({ config, calls, log });
       // The same routing table as the broker's RPC server, for control without a broker (or a quick curl).
@@ -272,38 +245,4 @@ async function closeAll(closers: Closer[], log: Logger): Promise<void> {
       log.warn({ err: messageOf(err) }, 'error while closing');
     }
   }
-}
-
-/** Wires an Audiosocket connection to its call (SPEC §2.2 steps 2–6). Throwing makes the server close it. */
-async function attachAudiosocket(
-  calls: CallManager,
-  starter: PipelineStarter,
-  clock: OutputClock,
-  metrics: Metrics,
-  uuid: string,
-  conn: AudiosocketConnection,
-): Promise<void> {
-  let media: AudiosocketMedia | null = null;
-  const call = await calls.attachMedia(uuid, () => {
-    media = new AudiosocketMedia(conn, clock, metrics);
-    return media;
-  });
-  const m = media as AudiosocketMedia | null;
-  if (m === null) return;
-  conn.onAudio((pcm, kind) => {
-    if (!m.started) {
-      m.start(kind);
-      starter.start(call, m, rateOfKind(kind));
-    }
-    call.pipeline?.pushAudio(pcm);
-  });
-  conn.onDtmf((digit) => {
-    call.touch();
-    call.pipeline?.pushDtmf(digit);
-  });
-  // Asterisk hung up (EOF or 0x00), or the connection broke: the call ends. A close of our own making during
-  // termination finds the call already terminating; terminate() is idempotent.
-  conn.onClose((reason) => {
-    void calls.terminate(call.id, reason === 'local' || reason === 'protocol' ? 'error' : 'hangup');
-  });
 }

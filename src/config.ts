@@ -62,6 +62,10 @@ export interface Config {
   shutdownGraceSeconds: number;
   audiosocketHandshakeTimeoutMs: number;
   audiosocketMaxFrameBytes: number;
+  /** A call created over RPC whose media has not connected after this long ends (reason no_media). */
+  mediaConnectTimeoutSeconds: number;
+  /** DTMF from Asterisk: a user turn (`turn`) or only activity (`ignore`: ai-manager forwards key presses itself). */
+  audiosocketDtmf: 'turn' | 'ignore';
   logLevel: LogLevel;
 }
 
@@ -97,6 +101,8 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
   ['RESAMPLER_QUALITY', 'sinc_fastest', 'sinc_fastest | sinc_medium | sinc_best'],
   ['IDLE_TIMEOUT_SECONDS', '300', 'No speech either way for this long ends the call (reason idle)'],
+  ['MEDIA_CONNECT_TIMEOUT_SECONDS', '30', 'A call created over RPC whose media never connects ends after this long (reason no_media)'],
+  ['AUDIOSOCKET_DTMF', 'turn', 'DTMF from Asterisk: turn (a user turn for the bot) or ignore (activity only)'],
   ['SHUTDOWN_GRACE_SECONDS', '30', 'On SIGTERM, how long live calls may go on before they are ended'],
   ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
   ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
@@ -267,6 +273,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     sphinxJsgf: get('SPHINX_JSGF').trim(),
     resamplerQuality: oneOf('RESAMPLER_QUALITY', ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const),
     idleTimeoutSeconds: int('IDLE_TIMEOUT_SECONDS', 1, 86_400),
+    mediaConnectTimeoutSeconds: int('MEDIA_CONNECT_TIMEOUT_SECONDS', 1, 86_400),
+    audiosocketDtmf: oneOf('AUDIOSOCKET_DTMF', ['turn', 'ignore'] as const),
     shutdownGraceSeconds: int('SHUTDOWN_GRACE_SECONDS', 0, 3_600),
     audiosocketHandshakeTimeoutMs: int('AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
     audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),

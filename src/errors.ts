@@ -85,7 +85,10 @@ export class ConfigError extends AppError {
   }
 }
 
-/** The RPC status code for an error thrown by a handler. */
+/**
+ * The one error → status table, for RPC replies and the HTTP API alike (SPEC §5.1: a dependency failure is a
+ * 500 naming the dependency).
+ */
 export function statusOf(err: unknown): number {
   if (err instanceof AppError) {
     switch (err.code) {

@@ -91,6 +91,12 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly mediaRefusedTotal = new Counter({
+    name: `${PREFIX}media_refused_total`,
+    help: 'Media connections (Audiosocket, WebSocket) refused after their call id: unknown, taken, ended, shutting down',
+    labelNames: ['transport', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly providerErrorsTotal = new Counter({
     name: `${PREFIX}provider_errors_total`,
     help: 'AI provider failures, by provider and stage (stt, llm, tts)',

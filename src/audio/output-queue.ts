@@ -1,31 +1,17 @@
-// A call's bounded FIFO of outgoing Audiosocket frames, each pre-encoded (header + 20 ms of PCM in one Buffer) so
-// the shared clock's tick is one socket.write with no allocation (SPEC §2.4).
+// A call's bounded FIFO of outgoing 20 ms PCM frames at one rate. Transport-neutral: each frame is allocated with
+// `headerBytes` of room in front of its PCM, so a transport can write its own header in place and send header and
+// payload in one write with no allocation on the clock's tick (SPEC §2.4).
 
-import { HEADER_BYTES, encodeMessage, rateOfKind } from '../transports/audiosocket/protocol.js';
 import { FRAME_MS, frameBytes } from './pcm.js';
 
-const SILENCE = new Map<number, Buffer>();
-
-/**
- * The encoded 20 ms silence frame of an audio kind, built once per kind and SHARED by every call: never mutate it
- * (Buffers cannot be frozen). Sent on every tick where the queue is empty, which also keeps Asterisk's 2 s
- * no-audio timeout from firing.
- */
-export function silenceFrame(kind: number): Buffer {
-  let frame = SILENCE.get(kind);
-  if (frame === undefined) {
-    frame = encodeMessage(kind, Buffer.alloc(frameBytes(rateOfKind(kind))));
-    SILENCE.set(kind, frame);
-  }
-  return frame;
-}
-
 export class OutputQueue {
-  /** The audio kind (and so the rate) of every frame in this queue. */
-  readonly kind: number;
+  /** The sample rate of every frame in this queue. */
+  readonly rate: number;
   readonly maxFrames: number;
-  /** PCM bytes in one 20 ms frame at the wire rate. */
+  /** PCM bytes in one 20 ms frame at `rate`. */
   readonly frameBytes: number;
+  /** Bytes reserved in front of each frame's PCM for a transport header. */
+  readonly headerBytes: number;
   // Ring buffer: O(1) shift and drop-oldest, no array re-packing.
   private readonly ring: Array<Buffer | undefined>;
   private head = 0;
@@ -35,11 +21,13 @@ export class OutputQueue {
   private readonly remainder: Buffer;
   private remainderBytes = 0;
 
-  constructor(kind: number, maxFrames: number) {
+  constructor(rate: number, maxFrames: number, headerBytes = 0) {
     if (!Number.isInteger(maxFrames) || maxFrames < 1) throw new RangeError('maxFrames must be a positive integer');
-    this.kind = kind;
+    if (!Number.isInteger(headerBytes) || headerBytes < 0) throw new RangeError('headerBytes must be a whole number');
+    this.rate = rate;
     this.maxFrames = maxFrames;
-    this.frameBytes = frameBytes(rateOfKind(kind));
+    this.headerBytes = headerBytes;
+    this.frameBytes = frameBytes(rate);
     this.ring = new Array<Buffer | undefined>(maxFrames).fill(undefined);
     this.remainder = Buffer.alloc(this.frameBytes);
   }
@@ -59,7 +47,7 @@ export class OutputQueue {
     return this.droppedFrames;
   }
 
-  /** Appends s16le PCM at the wire rate, cut into exact 20 ms frames. Returns the number of frames queued. */
+  /** Appends s16le PCM at `rate`, cut into exact 20 ms frames. Returns the number of frames queued. */
   pushPcm(pcm: Buffer): number {
     let offset = 0;
     let queued = 0;
@@ -94,7 +82,10 @@ export class OutputQueue {
     return true;
   }
 
-  /** The next encoded frame, or undefined when empty (the caller sends silenceFrame(kind)). */
+  /**
+   * The next frame (`headerBytes` of room, then the PCM), or undefined when empty. The frame is the caller's to
+   * write its header into and send.
+   */
   shift(): Buffer | undefined {
     if (this.count === 0) return undefined;
     const frame = this.ring[this.head];
@@ -102,6 +93,23 @@ export class OutputQueue {
     this.head = (this.head + 1) % this.maxFrames;
     this.count--;
     return frame;
+  }
+
+  /**
+   * Takes everything queued, whole frames and the partial remainder, as one run of PCM (oldest first) and leaves
+   * the queue empty: for re-queueing the same audio at another rate.
+   */
+  drainPcm(): Buffer {
+    const out = Buffer.allocUnsafe(this.count * this.frameBytes + this.remainderBytes);
+    let at = 0;
+    for (let frame = this.shift(); frame !== undefined; frame = this.shift()) {
+      frame.copy(out, at, this.headerBytes);
+      at += this.frameBytes;
+    }
+    this.remainder.copy(out, at, 0, this.remainderBytes);
+    this.remainderBytes = 0;
+    this.head = 0;
+    return out;
   }
 
   /** Barge-in: drops every queued frame and the remainder at once. Returns how many frames were dropped. */
@@ -115,10 +123,8 @@ export class OutputQueue {
   }
 
   private enqueue(pcm: Buffer, offset: number): void {
-    const frame = Buffer.allocUnsafe(HEADER_BYTES + this.frameBytes);
-    frame[0] = this.kind;
-    frame.writeUInt16BE(this.frameBytes, 1);
-    pcm.copy(frame, HEADER_BYTES, offset, offset + this.frameBytes);
+    const frame = Buffer.allocUnsafe(this.headerBytes + this.frameBytes);
+    pcm.copy(frame, this.headerBytes, offset, offset + this.frameBytes);
     if (this.count === this.maxFrames) {
       // Full: the oldest frame goes, so what plays is the most recent audio.
       this.head = (this.head + 1) % this.maxFrames;

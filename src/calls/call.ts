@@ -1,17 +1,22 @@
-// One live call on this instance: its row, its session state, its media and its AbortController. Only the
-// CallManager creates and terminates calls; everything a call opens is released in its close().
+// One live call on this instance: its row, its session state, its media, its pipeline and its AbortController.
+// Only the CallManager creates and terminates calls; transports reach the pipeline through pushAudio/pushDtmf,
+// and close() releases everything the call holds, in order.
 
 import type { Logger } from '../log.js';
+import type { Pipecatcall } from '../model/pipecatcall.js';
 import type { VoicePipeline } from '../pipeline/voice-pipeline.js';
 import type { CallListener } from './call-observer.js';
-import type { Pipecatcall } from '../model/pipecatcall.js';
 import type { VadConfig } from './create-request.js';
+import type { CallMedia, CallTransport } from './ports.js';
 
-export type TerminateReason = 'hangup' | 'stop' | 'idle' | 'shutdown' | 'stt_error' | 'tts_error' | 'llm_error' | 'error';
+export type { CallMedia, CallTransport };
+
+export type TerminateReason = 'hangup' | 'stop' | 'idle' | 'no_media' | 'shutdown' | 'stt_error' | 'tts_error' | 'llm_error' | 'error';
 export const TERMINATE_REASONS: readonly TerminateReason[] = [
   'hangup',
   'stop',
   'idle',
+  'no_media',
   'shutdown',
   'stt_error',
   'tts_error',
@@ -19,23 +24,12 @@ export const TERMINATE_REASONS: readonly TerminateReason[] = [
   'error',
 ];
 
-export type CallTransport = 'audiosocket' | 'websocket' | 'none';
-
 /** What the call's ai_call reference resolved to at ai-manager (SPEC §5.1). */
 export interface AicallInfo {
   aicallId: string;
   referenceType: string;
   referenceId: string;
   aiId: string;
-  /** The LLM key from ai-manager; '' → the environment key. Never logged. */
-  engineKey: string;
-}
-
-/** The media side of a call (Audiosocket now; WebSocket later). */
-export interface CallMedia {
-  readonly transport: CallTransport;
-  /** Ends the media: `handBack` sends the transport's hangup (0x00) first so the dialplan continues. */
-  close(handBack: boolean): void;
 }
 
 /** A user message injected by POST /v1/messages, waiting for the pipeline. */
@@ -44,6 +38,11 @@ export interface InjectedMessage {
   runImmediately: boolean;
   audioResponse: boolean;
 }
+
+/** Builds the call's pipeline; resolves null when it could not (the builder has already ended the call). */
+export type PipelineBuilder = (call: Call, signal: AbortSignal) => Promise<VoicePipeline | null>;
+
+const MAX_PENDING_MESSAGES = 100;
 
 export class Call {
   readonly id: string;
@@ -54,29 +53,33 @@ export class Call {
   aicall: AicallInfo | null;
   /** The call whose external media call-manager made for us: deleted at termination. */
   externalMediaCallId: string | null = null;
-  /** Aborted when the call terminates: every provider request and stream of the call listens to it. */
+  /**
+   * Aborted when termination starts: sibling requests and followers (monitors) of the call listen to it. The
+   * pipeline has its own controller, aborted by its close() in the teardown order.
+   */
   readonly abort = new AbortController();
   media: CallMedia | null = null;
   /** Set once terminate() starts; the promise every caller of terminate() shares. */
   terminating: Promise<void> | null = null;
   terminateReason: TerminateReason | null = null;
-  /** The pipeline runs: media attached, or a text-only session started. */
+  /** The session runs: media attached, or a text-only session started. */
   sessionStarted = false;
-  /** start() was called on the PipelineStarter (the pipeline may still be opening its providers). */
-  pipelineStarted = false;
-  /** The pipeline being built; settles (never rejects) when it is running or has given up. */
-  pipelineBuild: Promise<void> | null = null;
-  /** The voice pipeline, once started (at the first caller audio, or at once for text-only sessions). */
-  pipeline: VoicePipeline | null = null;
   /** Live followers of the call (WebSocket monitors). */
   readonly listeners = new Set<CallListener>();
   /** The latest latency figures of the call, in seconds. */
   readonly latency: Record<string, number> = {};
-  /** Messages injected before a pipeline could take them. Bounded: the oldest is dropped past the limit. */
-  readonly pendingMessages: InjectedMessage[] = [];
   readonly createdAt = Date.now();
+  /** The caller's audio rate, fixed by its first audio; null before. */
+  private rate: number | null = null;
+  private pipeline: VoicePipeline | null = null;
+  private pipelineBuild: Promise<void> | null = null;
+  /** Cancels a pipeline still being built. */
+  private readonly buildAbort = new AbortController();
+  /** Messages injected before a pipeline could take them. Bounded: the oldest is dropped past the limit. */
+  private readonly pendingMessages: InjectedMessage[] = [];
   private lastActivity = performance.now();
   private idleTimer: NodeJS.Timeout | null = null;
+  private mediaTimer: NodeJS.Timeout | null = null;
 
   constructor(init: { row: Pipecatcall; log: Logger; vadConfig: VadConfig; aicall: AicallInfo | null }) {
     this.id = init.row.id;
@@ -92,6 +95,16 @@ export class Call {
 
   get isTerminating(): boolean {
     return this.terminating !== null;
+  }
+
+  /** The pipeline is built and running. */
+  get pipelineRunning(): boolean {
+    return this.pipeline !== null;
+  }
+
+  /** The caller's audio rate, once its first audio arrived. */
+  get inputRate(): number | null {
+    return this.rate;
   }
 
   /** User or bot activity: pushes the idle deadline back. Cheap enough to call per event (no timer churn). */
@@ -118,10 +131,62 @@ export class Call {
   }
 
   stopIdleTimer(): void {
-    if (this.idleTimer !== null) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  /** A call waiting for its media: `onTimeout` runs once if no media is attached within `ms`. */
+  startMediaTimer(ms: number, onTimeout: () => void): void {
+    this.stopMediaTimer();
+    this.mediaTimer = setTimeout(() => {
+      this.mediaTimer = null;
+      onTimeout();
+    }, ms);
+  }
+
+  stopMediaTimer(): void {
+    if (this.mediaTimer !== null) clearTimeout(this.mediaTimer);
+    this.mediaTimer = null;
+  }
+
+  /** Builds and starts the pipeline, once; messages injected meanwhile are delivered when it runs. */
+  startPipeline(build: PipelineBuilder): void {
+    if (this.pipelineBuild !== null || this.isTerminating) return;
+    this.pipelineBuild = (async () => {
+      const pipeline = await build(this, this.buildAbort.signal);
+      if (pipeline === null) return;
+      if (this.buildAbort.signal.aborted) {
+        await pipeline.close();
+        return;
+      }
+      this.pipeline = pipeline;
+      if (this.rate !== null) pipeline.setInputRate(this.rate);
+      pipeline.start();
+      for (const m of this.pendingMessages.splice(0)) pipeline.injectMessage(m.text, m.runImmediately, m.audioResponse);
+    })().catch((err: unknown) => {
+      this.log.error({ err }, 'pipeline start failed');
+    });
+  }
+
+  /**
+   * Caller audio at `rate` (s16le mono). The first audio fixes the call's rate: the pipeline's input follows it,
+   * and so does the output when the transport answers in the caller's kind (SPEC §2.2). Audio before the pipeline
+   * runs is dropped (the providers are still opening).
+   */
+  pushAudio(pcm: Buffer, rate: number): void {
+    if (this.rate === null) {
+      this.rate = rate;
+      this.onFirstAudio(rate);
+    } else if (rate !== this.rate) {
+      return;
     }
+    this.pipeline?.pushAudio(pcm);
+  }
+
+  /** A DTMF digit that is a user turn (SPEC §3.6). */
+  pushDtmf(digit: string): void {
+    this.touch();
+    this.pipeline?.pushDtmf(digit);
   }
 
   injectMessage(message: InjectedMessage): void {
@@ -129,7 +194,59 @@ export class Call {
       this.pipeline.injectMessage(message.text, message.runImmediately, message.audioResponse);
       return;
     }
-    if (this.pendingMessages.length >= 100) this.pendingMessages.shift();
+    if (this.pendingMessages.length >= MAX_PENDING_MESSAGES) this.pendingMessages.shift();
     this.pendingMessages.push(message);
   }
+
+  /**
+   * The call's own teardown, in order (SPEC §3.8): timers; the pipeline (a build in progress is cancelled, a
+   * running one aborts its providers and flushes its final events); then the media (off the clock, 0x00 to
+   * Asterisk, socket closed). Idempotent.
+   */
+  async close(): Promise<void> {
+    this.stopIdleTimer();
+    this.stopMediaTimer();
+    this.abort.abort(new Error(`call terminated: ${this.terminateReason ?? 'closed'}`));
+    this.buildAbort.abort();
+    try {
+      await this.pipelineBuild;
+      const p = this.pipeline;
+      this.pipeline = null;
+      await p?.close();
+    } catch (err) {
+      this.log.warn({ err }, 'pipeline teardown failed');
+    }
+    this.pendingMessages.length = 0;
+    this.media?.close(true);
+  }
+
+  private onFirstAudio(rate: number): void {
+    if (this.pipeline !== null) {
+      this.pipeline.setInputRate(rate);
+      return;
+    }
+    // No pipeline yet, so nothing is queued: the output can follow at once; a pipeline built later reads the
+    // sink's rate, and setInputRate() after its build aligns anything it prepared for the old one.
+    const sink = this.media?.sink;
+    if (sink?.changeRate !== undefined && sink.sampleRate !== rate && sink.queuedFrames === 0) {
+      sink.changeRate(emptyQueueConverter(sink.sampleRate, rate));
+    }
+  }
+}
+
+/** A converter for a rate change with nothing queued: there is nothing to convert. */
+function emptyQueueConverter(fromRate: number, toRate: number): {
+  fromRate: number;
+  toRate: number;
+  process(x: Int16Array): Int16Array;
+  flush(): Int16Array;
+  close(): void;
+} {
+  return {
+    fromRate,
+    toRate,
+    process: () => new Int16Array(0),
+    flush: () => new Int16Array(0),
+    close: () => undefined,
+  };
 }

@@ -1,7 +1,8 @@
 // Validation of a create body (SPEC §5.1): everything is checked before any side effect.
 
 import { BadRequestError } from '../errors.js';
-import { REFERENCE_TYPES, type ChatMessage } from '../model/pipecatcall.js';
+import { REFERENCE_TYPES, type ChatMessage, type Pipecatcall } from '../model/pipecatcall.js';
+import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
 import { NIL_UUID, newUuid, uuidField } from '../model/uuid.js';
 import { parseLlmType, validateSttType, validateTtsType } from '../providers/registry.js';
 
@@ -110,5 +111,28 @@ export function parseCreateRequest(data: unknown, defaultLlmType: string): Creat
     tts_language: stringField(o, 'tts_language'),
     tts_voice_id: stringField(o, 'tts_voice_id'),
     vad_config: parseVadConfig(o.vad_config),
+  };
+}
+
+/** The row a create request makes on host `hostId` (SPEC §6.1). */
+export function rowOfRequest(req: CreateRequest, hostId: string): Pipecatcall {
+  const now = nowTimestamp();
+  return {
+    id: req.id,
+    customer_id: req.customer_id,
+    activeflow_id: req.activeflow_id,
+    reference_type: req.reference_type,
+    reference_id: req.reference_id,
+    host_id: hostId,
+    llm_type: req.llm_type,
+    llm_messages: req.llm_messages,
+    stt_type: req.stt_type,
+    stt_language: req.stt_language,
+    tts_type: req.tts_type,
+    tts_language: req.tts_language,
+    tts_voice_id: req.tts_voice_id,
+    tm_create: now,
+    tm_update: TIMESTAMP_NEVER,
+    tm_delete: TIMESTAMP_NEVER,
   };
 }

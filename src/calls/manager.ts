@@ -1,80 +1,55 @@
-// The only registry of live calls: creates, finds, messages and terminates them (SPEC §3.8, §5). Transports
-// and RPC routes are thin adapters over this class.
+// The only registry of live calls: creates, finds, attaches media to, messages and terminates them (SPEC §3.8,
+// §5), and the one place a call's session and pipeline start. Transports and RPC routes are thin adapters over it.
 
 import type { Config } from '../config.js';
-import { ConflictError, DependencyError, NotFoundError, messageOf } from '../errors.js';
+import { BadRequestError, ConflictError, DependencyError, NotFoundError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { encodeMessage, type Message } from '../model/message.js';
 import { encodePipecatcall, isTerminated, type Pipecatcall } from '../model/pipecatcall.js';
-import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
-import { NIL_UUID, isNilUuid, newUuid, uuidField } from '../model/uuid.js';
-import { BadRequestError } from '../errors.js';
-import { Call, type AicallInfo, type CallMedia, type TerminateReason } from './call.js';
-import { DEFAULT_VAD_CONFIG, parseCreateRequest, type CreateRequest } from './create-request.js';
-import type { Siblings } from './siblings.js';
+import { isNilUuid, newUuid } from '../model/uuid.js';
+import type { ProviderRegistry } from '../providers/provider-registry.js';
+import { Call, type AicallInfo, type TerminateReason } from './call.js';
+import { DEFAULT_VAD_CONFIG, parseCreateRequest, rowOfRequest, type CreateRequest } from './create-request.js';
+import { PipelineStarter } from './pipeline-starter.js';
+import type { CallMedia, CallStore, EventSink, SiblingPort } from './ports.js';
+import { RowEnder } from './row-ender.js';
+import type { SendMessageRequest } from './send-message.js';
 
-/** Persistence the manager needs (PipecatcallStore implements it). */
-export interface CallStore {
-  create(p: Pipecatcall): Promise<Pipecatcall>;
-  get(id: string): Promise<Pipecatcall | null>;
-  /** Ends the row at `at` (default now); the row as it now is. */
-  markDeleted(id: string, at?: string): Promise<Pipecatcall | null>;
-  listLiveByHost(hostId: string): Promise<Pipecatcall[]>;
-}
-
-/** Where call and message events go (EventPublisher implements it). */
-export interface EventSink {
-  publish(type: string, dataJson: string): void;
-}
-
-/** Hooks a session gets when it starts and ends: the voice pipeline plugs in here. */
-export interface SessionHooks {
-  /** The call's media (or text-only session) is ready. */
-  onSessionStart?(call: Call): void;
-  /** First step of termination: cancel the pipeline and flush its final events. */
-  onSessionEnd?(call: Call): Promise<void> | void;
-}
+export type { CallStore, EventSink };
 
 export interface CallManagerDeps {
   config: Config;
   store: CallStore;
   events: EventSink;
-  siblings: Siblings;
+  siblings: SiblingPort;
   metrics: Metrics;
   log: Logger;
+  /** Opens the providers a call asks for; also refuses ones that cannot work here (a missing key) at create. */
+  providers: ProviderRegistry;
   /** The Audiosocket address Asterisk is told to connect to (`<POD_IP>:<port>`). */
   externalHost: () => string;
-  hooks?: SessionHooks;
-  /** Refuses providers that cannot work on this instance (a missing key): a 400 before anything is written. */
-  checkProviders?: (types: { stt: string; tts: string; ttsVoiceId: string }) => void;
-}
-
-/** An end that could not be written (the store was down) is retried after this long, doubling up to the cap. */
-const END_RETRY_INITIAL_MS = 1_000;
-const END_RETRY_MAX_MS = 10_000;
-
-export interface SendMessageRequest {
-  pipecatcallId: string;
-  messageId: string;
-  text: string;
-  runImmediately: boolean;
-  audioResponse: boolean;
 }
 
 export class CallManager {
   private readonly calls = new Map<string, Call>();
-  private readonly deps: CallManagerDeps;
+  /** Ids with a media attach in progress: claimed before the first await, so two connections cannot both win. */
+  private readonly attaching = new Set<string>();
+  private readonly starter: PipelineStarter;
+  private readonly rows: RowEnder;
   private accepting = true;
   private readonly drained: Array<() => void> = [];
-  /** Ends of calls that could not be written while the store was down: id → tm_delete, retried until written. */
-  private readonly unwrittenEnds = new Map<string, string>();
-  private endRetryTimer: NodeJS.Timeout | null = null;
-  private endRetryMs = END_RETRY_INITIAL_MS;
-  private stopped = false;
 
-  constructor(deps: CallManagerDeps) {
-    this.deps = deps;
+  constructor(private readonly deps: CallManagerDeps) {
+    this.rows = new RowEnder(deps.store, deps.log);
+    this.starter = new PipelineStarter({
+      config: deps.config,
+      providers: deps.providers,
+      siblings: deps.siblings,
+      metrics: deps.metrics,
+      publishMessage: (type, call, text) => this.publishMessage(type, call, text),
+      terminate: (id, reason) => void this.terminate(id, reason),
+    });
   }
 
   get size(): number {
@@ -95,35 +70,39 @@ export class CallManager {
 
   /** POST /v1/pipecatcalls: validate, insert, publish created, then reach the siblings by reference type. */
   async create(body: unknown): Promise<Pipecatcall> {
-    const req = parseCreateRequest(body, this.deps.config.defaults.llmType);
+    const { config } = this.deps;
+    const req = parseCreateRequest(body, config.defaults.llmType);
     if (req.reference_type === 'ai_call' && isNilUuid(req.reference_id)) {
       throw new BadRequestError('reference_id must name the aicall when reference_type is ai_call');
     }
-    if (req.reference_type === 'call' && this.deps.config.callManager && isNilUuid(req.reference_id)) {
+    if (req.reference_type === 'call' && config.callManager && isNilUuid(req.reference_id)) {
       throw new BadRequestError('reference_id must name the call when reference_type is call (CALL_MANAGER=on)');
     }
-    this.deps.checkProviders?.({
-      stt: req.stt_type,
-      tts: req.tts_type,
-      ttsVoiceId: req.tts_voice_id || this.deps.config.defaults.ttsVoiceId,
-    });
+    this.deps.providers.checkAvailable({ stt: req.stt_type, tts: req.tts_type, ttsVoiceId: req.tts_voice_id || config.defaults.ttsVoiceId });
     this.refuseWhenStopping();
     if (this.calls.has(req.id)) throw new ConflictError(`pipecatcall ${req.id} already exists`);
-    const row = await this.deps.store.create(this.rowOf(req));
+    const row = await this.deps.store.create(rowOfRequest(req, config.podIp));
     this.deps.events.publish('pipecatcall_created', encodePipecatcall(row));
     this.deps.metrics.callsTotal.inc({ reference_type: row.reference_type });
     const log = this.deps.log.child({ pipecatcall_id: row.id });
     log.info({ reference_type: row.reference_type, llm_type: row.llm_type, stt_type: row.stt_type, tts_type: row.tts_type }, 'pipecatcall created');
 
-    // Registered before the sibling RPCs: Asterisk may connect as soon as call-manager has been asked.
+    // Registered before the sibling RPCs: Asterisk may connect as soon as call-manager has been asked. A call
+    // whose media never comes ends (SPEC §2.2); a text-only session starting below clears the timer.
     const call = this.register(row, req.vad_config, null, log);
+    call.startMediaTimer(config.mediaConnectTimeoutSeconds * 1000, () => {
+      call.log.warn({ timeout_s: config.mediaConnectTimeoutSeconds }, 'the media never connected; ending the call');
+      void this.terminate(call.id, 'no_media');
+    });
     try {
       if (req.reference_type === 'ai_call') {
-        call.aicall = await this.resolveAicall(req.reference_id);
-        if (call.aicall.referenceType === 'call') await this.requestExternalMedia(call, call.aicall.referenceId);
+        // Only GET /v1/aicalls on this path, as the old service: the AI's key is asked for at pipeline start.
+        const aicall = await this.deps.siblings.getAicall(req.reference_id, call.abort.signal);
+        call.aicall = { aicallId: req.reference_id, referenceType: aicall.reference_type, referenceId: aicall.reference_id, aiId: aicall.ai_id };
+        if (aicall.reference_type === 'call') await this.requestExternalMedia(call, aicall.reference_id, false);
         else this.startSession(call);
       } else {
-        await this.requestExternalMedia(call, req.reference_id);
+        await this.requestExternalMedia(call, req.reference_id, true);
       }
     } catch (err) {
       // Nothing is left half-made: the row is terminated and the event published (SPEC §5.1 fix).
@@ -173,14 +152,8 @@ export class CallManager {
 
   /** A Message of a call (SPEC §7.2), with a new id. */
   messageOf(call: Call, text: string): Message {
-    return {
-      id: newUuid(),
-      customer_id: call.row.customer_id,
-      pipecatcall_id: call.id,
-      pipecatcall_reference_type: call.row.reference_type,
-      pipecatcall_reference_id: call.row.reference_id,
-      text,
-    };
+    const r = call.row;
+    return { id: newUuid(), customer_id: r.customer_id, pipecatcall_id: call.id, pipecatcall_reference_type: r.reference_type, pipecatcall_reference_id: r.reference_id, text };
   }
 
   publishMessage(type: string, call: Call, text: string): void {
@@ -189,33 +162,29 @@ export class CallManager {
 
   /**
    * A media transport connected with a call id (SPEC §2.2): finds the call (or creates it for unknown ids when
-   * UNKNOWN_CALLS=accept) and attaches the media. Returns the call, or throws to make the transport close.
+   * UNKNOWN_CALLS=accept), attaches the media and starts the session and its pipeline. Atomic per id: a second
+   * connection for the same id, even one arriving while the first is still being looked up, is refused. Throws to
+   * make the transport close the media.
    */
-  async attachMedia(id: string, makeMedia: (call: Call) => CallMedia): Promise<Call> {
+  async attachMedia(id: string, media: CallMedia): Promise<Call> {
     this.refuseWhenStopping();
-    let call = this.calls.get(id);
-    if (call === undefined) {
-      const row = await this.deps.store.get(id);
-      if (row === null) {
-        if (this.deps.config.unknownCalls === 'reject') throw new NotFoundError(`pipecatcall ${id} is unknown (UNKNOWN_CALLS=reject)`);
-        call = await this.createForUnknownMedia(id);
-      } else if (isTerminated(row)) {
-        throw new ConflictError(`pipecatcall ${id} is already terminated`);
-      } else if (row.host_id !== this.deps.config.podIp) {
-        throw new ConflictError(`pipecatcall ${id} belongs to host ${row.host_id}`);
-      } else {
-        // A live row of ours with no session: this instance restarted since the create. Adopt it; its external
-        // media (if call-manager made one) is the call's reference.
-        call = this.calls.get(id) ?? this.register(row, { ...DEFAULT_VAD_CONFIG }, null, this.deps.log.child({ pipecatcall_id: id }));
-        if (row.reference_type === 'call' && !isNilUuid(row.reference_id)) call.externalMediaCallId = row.reference_id;
-      }
+    if (this.attaching.has(id) || (this.calls.get(id)?.media ?? null) !== null) {
+      throw new ConflictError(`pipecatcall ${id} already has media attached`);
     }
-    if (call.isTerminating) throw new ConflictError(`pipecatcall ${id} is terminating`);
-    if (call.media !== null) throw new ConflictError(`pipecatcall ${id} already has media attached`);
-    call.media = makeMedia(call);
-    call.log.info({ transport: call.media.transport }, 'media attached');
-    this.startSession(call);
-    return call;
+    this.attaching.add(id);
+    try {
+      const call = this.calls.get(id) ?? (await this.findForMedia(id));
+      if (call.isTerminating) throw new ConflictError(`pipecatcall ${id} is terminating`);
+      if (call.media !== null) throw new ConflictError(`pipecatcall ${id} already has media attached`);
+      this.refuseWhenStopping();
+      call.media = media;
+      call.stopMediaTimer();
+      call.log.info({ transport: media.transport }, 'media attached');
+      this.startSession(call);
+      return call;
+    } finally {
+      this.attaching.delete(id);
+    }
   }
 
   /**
@@ -246,63 +215,42 @@ export class CallManager {
     }
     await Promise.all([...this.calls.keys()].map((id) => this.terminate(id, 'shutdown')));
     // Ends still unwritten get one last try; the store closes after us.
-    this.stopped = true;
-    if (this.endRetryTimer !== null) clearTimeout(this.endRetryTimer);
-    this.endRetryTimer = null;
-    await this.writeUnwrittenEnds();
-    if (this.unwrittenEnds.size > 0) {
-      this.deps.log.error(
-        { pipecatcall_ids: [...this.unwrittenEnds.keys()] },
-        'the store is still unreachable: these ended calls keep tm_delete unset in it',
-      );
-      this.unwrittenEnds.clear();
-    }
+    await this.rows.close();
   }
 
   private refuseWhenStopping(): void {
     if (!this.accepting) throw new DependencyError('pipecat-manager', 'this instance is shutting down and takes no new calls');
   }
 
-  private rowOf(req: CreateRequest): Pipecatcall {
-    const now = nowTimestamp();
-    return {
-      id: req.id,
-      customer_id: req.customer_id,
-      activeflow_id: req.activeflow_id,
-      reference_type: req.reference_type,
-      reference_id: req.reference_id,
-      host_id: this.deps.config.podIp,
-      llm_type: req.llm_type,
-      llm_messages: req.llm_messages,
-      stt_type: req.stt_type,
-      stt_language: req.stt_language,
-      tts_type: req.tts_type,
-      tts_language: req.tts_language,
-      tts_voice_id: req.tts_voice_id,
-      tm_create: now,
-      tm_update: TIMESTAMP_NEVER,
-      tm_delete: TIMESTAMP_NEVER,
-    };
+  /** The call of a media connection with no session here: created (UNKNOWN_CALLS=accept) or adopted. */
+  private async findForMedia(id: string): Promise<Call> {
+    const row = await this.deps.store.get(id);
+    if (row === null) {
+      if (this.deps.config.unknownCalls === 'reject') throw new NotFoundError(`pipecatcall ${id} is unknown (UNKNOWN_CALLS=reject)`);
+      return this.createForUnknownMedia(id);
+    }
+    if (isTerminated(row)) throw new ConflictError(`pipecatcall ${id} is already terminated`);
+    if (row.host_id !== this.deps.config.podIp) throw new ConflictError(`pipecatcall ${id} belongs to host ${row.host_id}`);
+    // A live row of ours with no session: this instance restarted since the create (or an RPC create registered
+    // it meanwhile). Adopt it; its external media (if call-manager made one) is the call's reference.
+    const live = this.calls.get(id);
+    if (live !== undefined) return live;
+    const call = this.register(row, { ...DEFAULT_VAD_CONFIG }, null, this.deps.log.child({ pipecatcall_id: id }));
+    if (row.reference_type === 'call' && !isNilUuid(row.reference_id)) call.externalMediaCallId = row.reference_id;
+    return call;
   }
 
   private async createForUnknownMedia(id: string): Promise<Call> {
     const d = this.deps.config.defaults;
     const req = parseCreateRequest(
-      {
-        id,
-        reference_type: 'call',
-        llm_type: d.llmType,
-        stt_type: d.sttType,
-        tts_type: d.ttsType,
-        tts_voice_id: d.ttsVoiceId,
-      },
+      { id, reference_type: 'call', llm_type: d.llmType, stt_type: d.sttType, tts_type: d.ttsType, tts_voice_id: d.ttsVoiceId },
       d.llmType,
     );
     let row: Pipecatcall;
     try {
-      row = await this.deps.store.create(this.rowOf(req));
+      row = await this.deps.store.create(rowOfRequest(req, this.deps.config.podIp));
     } catch (err) {
-      // Two connections with the same new id raced: the loser finds the winner's session.
+      // An RPC create of the same id registered the call meanwhile: attach to it.
       const winner = this.calls.get(id);
       if (err instanceof ConflictError && winner !== undefined) return winner;
       throw err;
@@ -310,7 +258,7 @@ export class CallManager {
     this.deps.events.publish('pipecatcall_created', encodePipecatcall(row));
     this.deps.metrics.callsTotal.inc({ reference_type: row.reference_type });
     const log = this.deps.log.child({ pipecatcall_id: id });
-    log.info('pipecatcall created for an unknown Audiosocket connection (UNKNOWN_CALLS=accept)');
+    log.info('pipecatcall created for an unknown media connection (UNKNOWN_CALLS=accept)');
     return this.register(row, req.vad_config, null, log);
   }
 
@@ -325,47 +273,30 @@ export class CallManager {
     return call;
   }
 
+  /** The one place a session starts: media attached (at the UUID), or a text-only session. */
   private startSession(call: Call): void {
     call.sessionStarted = true;
+    call.stopMediaTimer();
     this.deps.metrics.activeSessionsByTransport.inc({ transport: call.transport });
-    this.deps.hooks?.onSessionStart?.(call);
+    call.startPipeline(this.starter.build);
     this.deps.events.publish('pipecatcall_initialized', encodePipecatcall(call.row));
     call.log.info({ transport: call.transport }, 'pipecatcall initialized');
   }
 
-  private async resolveAicall(aicallId: string): Promise<AicallInfo> {
-    const aicall = await this.deps.siblings.getAicall(aicallId);
-    const engineKey = aicall.ai_id === '' || aicall.ai_id === NIL_UUID ? '' : await this.deps.siblings.getAiEngineKey(aicall.ai_id);
-    return {
-      aicallId,
-      referenceType: aicall.reference_type,
-      referenceId: aicall.reference_id,
-      aiId: aicall.ai_id,
-      engineKey,
-    };
-  }
-
-  private async requestExternalMedia(call: Call, callId: string): Promise<void> {
+  private async requestExternalMedia(call: Call, callId: string, checkCall: boolean): Promise<void> {
     if (!this.deps.config.callManager) return;
-    await this.deps.siblings.callStatus(callId);
-    await this.deps.siblings.createExternalMedia(call.id, callId, this.deps.externalHost());
+    const signal = call.abort.signal;
+    if (checkCall) await this.deps.siblings.callStatus(callId, signal);
+    await this.deps.siblings.createExternalMedia(call.id, callId, this.deps.externalHost(), signal);
     call.externalMediaCallId = callId;
   }
 
   private async runTermination(call: Call, reason: TerminateReason): Promise<void> {
     call.terminateReason = reason;
     call.log.info({ reason }, 'terminating');
-    call.stopIdleTimer();
-    // 1. Cancel the pipeline: every provider request listens to this signal; then the pipeline flushes.
-    call.abort.abort(new Error(`call terminated: ${reason}`));
-    try {
-      await this.deps.hooks?.onSessionEnd?.(call);
-    } catch (err) {
-      call.log.warn({ err: messageOf(err) }, 'pipeline teardown failed');
-    }
-    // 2. The media: stop its output clock, hand the call back to the dialplan with 0x00, close the socket.
+    // 1–2. The call's own teardown: the pipeline (providers aborted, final events flushed), then the media.
     if (call.sessionStarted) this.deps.metrics.activeSessionsByTransport.dec({ transport: call.transport });
-    call.media?.close(true);
+    await call.close();
     // 3. External media at call-manager; a failure there does not skip the rest (SPEC §3.8 fix).
     const mediaCallId = call.externalMediaCallId;
     if (mediaCallId !== null && this.deps.config.callManager) {
@@ -377,7 +308,7 @@ export class CallManager {
       }
     }
     // 4. The row, then the event, then the session.
-    call.row = await this.endRow(call.row, call.log);
+    call.row = await this.rows.end(call.row, call.log);
     this.deps.events.publish('pipecatcall_terminated', encodePipecatcall(call.row));
     this.deps.metrics.callsTerminatedTotal.inc({ reason });
     this.calls.delete(call.id);
@@ -385,76 +316,4 @@ export class CallManager {
     call.log.info({ reason }, 'pipecatcall terminated');
     if (this.calls.size === 0) for (const done of this.drained.splice(0)) done();
   }
-
-  /**
-   * Sets tm_update/tm_delete in the store. If the store is down the event still carries the end time, and the
-   * write is retried in the background until the store is back, so the row does not stay live for ever.
-   */
-  private async endRow(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
-    const now = nowTimestamp();
-    const local = { ...row, tm_update: now, tm_delete: isTerminated(row) ? row.tm_delete : now };
-    try {
-      const ended = await this.deps.store.markDeleted(row.id, local.tm_delete);
-      if (ended !== null) return ended;
-    } catch (err) {
-      log.error({ err: messageOf(err) }, 'could not mark the pipecatcall deleted in the store; retrying until it is back');
-      this.unwrittenEnds.set(row.id, local.tm_delete);
-      this.endRetryMs = END_RETRY_INITIAL_MS;
-      this.scheduleEndRetry();
-    }
-    return local;
-  }
-
-  private scheduleEndRetry(): void {
-    if (this.stopped || this.endRetryTimer !== null || this.unwrittenEnds.size === 0) return;
-    this.endRetryTimer = setTimeout(() => {
-      this.endRetryTimer = null;
-      void this.writeUnwrittenEnds().then(() => this.scheduleEndRetry());
-    }, this.endRetryMs);
-  }
-
-  /** One pass over the unwritten ends; stops at the first failure (the store is still down). Never rejects. */
-  private async writeUnwrittenEnds(): Promise<void> {
-    let written = 0;
-    for (const [id, at] of [...this.unwrittenEnds]) {
-      try {
-        await this.deps.store.markDeleted(id, at);
-      } catch {
-        this.endRetryMs = Math.min(this.endRetryMs * 2, END_RETRY_MAX_MS);
-        break;
-      }
-      this.unwrittenEnds.delete(id);
-      written++;
-    }
-    if (written > 0) this.deps.log.info({ written, left: this.unwrittenEnds.size }, 'wrote the ends of calls that ended while the store was down');
-  }
-}
-
-/** Parses the body of POST /v1/messages. */
-export function parseSendMessage(data: unknown): SendMessageRequest {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new BadRequestError('the message body must be a JSON object');
-  }
-  const o = data as Record<string, unknown>;
-  const id = uuidField(o.pipecatcall_id, 'pipecatcall_id');
-  if (isNilUuid(id)) throw new BadRequestError('pipecatcall_id is required');
-  const text = o.message_text;
-  if (typeof text !== 'string' || text.trim() === '') throw new BadRequestError('message_text must be a non-empty string');
-  const bool = (k: string): boolean => {
-    const v = o[k];
-    if (v === undefined || v === null) return false;
-    if (typeof v !== 'boolean') throw new BadRequestError(`${k} must be a boolean`);
-    return v;
-  };
-  const messageId = o.message_id;
-  if (messageId !== undefined && messageId !== null && typeof messageId !== 'string') {
-    throw new BadRequestError('message_id must be a string');
-  }
-  return {
-    pipecatcallId: id,
-    messageId: typeof messageId === 'string' ? messageId : '',
-    text,
-    runImmediately: bool('run_immediately'),
-    audioResponse: bool('audio_response'),
-  };
 }

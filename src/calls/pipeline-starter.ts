@@ -1,25 +1,24 @@
-// Starts a call's voice pipeline with the providers its row asks for: at once for text-only sessions, at the
-// first caller audio for calls with media (that is when the wire rate is known). A pipeline that cannot start
-// ends the call with the reason of the stage that failed.
+// Builds a call's voice pipeline with the providers its row asks for. The CallManager starts it in one place: when
+// the session starts (media attached — at the UUID, before any caller audio — or a text-only session). A
+// pipeline that cannot start ends the call with the reason of the stage that failed.
 
 import { Resampler } from '../audio/resampler.js';
 import type { Config } from '../config.js';
 import { ProviderError, messageOf } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { BotAudioSink } from '../pipeline/audio-sink.js';
 import { ConversationContext } from '../pipeline/context.js';
-import { SileroVad } from '../providers/vad/silero.js';
 import { VoicePipeline } from '../pipeline/voice-pipeline.js';
 import type { ProviderRegistry } from '../providers/provider-registry.js';
+import { SileroVad } from '../providers/vad/silero.js';
 import type { Call, TerminateReason } from './call.js';
 import { CallObserver } from './call-observer.js';
-import type { Siblings } from './siblings.js';
+import type { SiblingPort } from './ports.js';
 import { AiManagerTools, LocalCallTools } from './tools.js';
 
 export interface PipelineStarterDeps {
   config: Config;
   providers: ProviderRegistry;
-  siblings: Siblings;
+  siblings: SiblingPort;
   metrics: Metrics;
   publishMessage(type: string, call: Call, text: string): void;
   terminate(id: string, reason: TerminateReason): void;
@@ -28,32 +27,27 @@ export interface PipelineStarterDeps {
 export class PipelineStarter {
   constructor(private readonly deps: PipelineStarterDeps) {}
 
-  /** Starts the pipeline once; later calls are ignored. `sink`/`wireRate` are null for text-only sessions. */
-  start(call: Call, sink: BotAudioSink | null, wireRate: number | null): void {
-    if (call.pipelineStarted || call.isTerminating) return;
-    call.pipelineStarted = true;
-    call.pipelineBuild = this.build(call, sink, wireRate);
-  }
-
-  private async build(call: Call, sink: BotAudioSink | null, wireRate: number | null): Promise<void> {
+  /** Builds the pipeline of `call`; null when it could not start (the call is then being ended). */
+  readonly build = async (call: Call, signal: AbortSignal): Promise<VoicePipeline | null> => {
     const { config, providers } = this.deps;
     const row = call.row;
-    let pipeline: VoicePipeline;
     try {
+      const engineKey = await this.engineKey(call, signal);
       const initial = row.llm_messages.length > 0 ? row.llm_messages : [{ role: 'system', content: config.defaults.systemPrompt }];
-      const media = sink !== null && wireRate !== null;
-      pipeline = await VoicePipeline.create({
+      const media = call.media;
+      const sink = media?.sink ?? null;
+      return await VoicePipeline.create({
         context: new ConversationContext(initial),
-        llm: providers.llmClient(row.llm_type, call.aicall?.engineKey ?? ''),
+        llm: providers.llmClient(row.llm_type, engineKey),
         tools:
           call.aicall !== null
             ? new AiManagerTools(this.deps.siblings, call.aicall.aicallId, call.log)
-            : row.reference_type === 'call' && media
+            : row.reference_type === 'call' && sink !== null
               ? new LocalCallTools()
               : null,
-        stt: media && row.stt_type !== '' ? { provider: providers.sttProvider(row.stt_type), language: row.stt_language } : null,
+        stt: sink !== null && row.stt_type !== '' ? { provider: providers.sttProvider(row.stt_type), language: row.stt_language } : null,
         tts:
-          media && row.tts_type !== ''
+          sink !== null && row.tts_type !== ''
             ? { provider: providers.ttsProvider(row.tts_type), voiceId: row.tts_voice_id || config.defaults.ttsVoiceId, language: row.tts_language }
             : null,
         vad: call.vadConfig,
@@ -66,9 +60,9 @@ export class PipelineStarter {
           }),
         createResampler: (from, to) => Resampler.create(from, to, config.resamplerQuality),
         sink,
-        wireRate,
+        inputRate: call.inputRate ?? media?.expectedInputRate ?? null,
         observer: new CallObserver(call, (type, c, text) => this.deps.publishMessage(type, c, text), this.deps.metrics),
-        signal: call.abort.signal,
+        signal,
         log: call.log,
         onEndCall: (reason) => {
           call.log.info({ reason }, 'the pipeline ends the call');
@@ -76,29 +70,28 @@ export class PipelineStarter {
         },
       });
     } catch (err) {
-      if (call.abort.signal.aborted) return;
+      if (signal.aborted) return null;
       const reason: TerminateReason = err instanceof ProviderError ? `${err.stage}_error` : 'error';
       if (err instanceof ProviderError) this.deps.metrics.providerErrorsTotal.inc({ provider: err.provider, stage: err.stage });
       call.log.error({ err: messageOf(err), reason }, 'the pipeline could not start');
       this.deps.terminate(call.id, reason);
-      return;
+      return null;
     }
-    if (call.isTerminating || call.abort.signal.aborted) {
-      await pipeline.close();
-      return;
-    }
-    call.pipeline = pipeline;
-    call.log.info({ stt: row.stt_type || null, tts: row.tts_type || null, llm: row.llm_type, wire_rate: wireRate }, 'pipeline started');
-    pipeline.start();
-    for (const m of call.pendingMessages.splice(0)) pipeline.injectMessage(m.text, m.runImmediately, m.audioResponse);
-  }
+  };
 
-  /** First step of termination: cancel and close the pipeline. */
-  async stop(call: Call): Promise<void> {
-    // A pipeline still opening its providers sees the aborted signal and closes itself; wait for that.
-    await call.pipelineBuild;
-    const p = call.pipeline;
-    call.pipeline = null;
-    await p?.close();
+  /**
+   * The AI's own LLM key, asked of ai-manager when the pipeline starts (not on the create path, as the old
+   * service did); a failure falls back to the instance's key (SPEC §5.1).
+   */
+  private async engineKey(call: Call, signal: AbortSignal): Promise<string> {
+    const aiId = call.aicall?.aiId ?? '';
+    if (aiId === '' || /^0{8}-0{4}-0{4}-0{4}-0{12}$/.test(aiId)) return '';
+    try {
+      return await this.deps.siblings.getAiEngineKey(aiId, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      call.log.warn({ err: messageOf(err), ai_id: aiId }, 'could not get the AI key from ai-manager; using the instance key');
+      return '';
+    }
   }
 }

@@ -5,7 +5,7 @@ import { messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ToolExecutor, ToolOutcome } from '../pipeline/llm-processor.js';
 import type { LlmTool, LlmToolCall } from '../providers/types.js';
-import type { Siblings } from './siblings.js';
+import type { SiblingPort } from './ports.js';
 
 const RUN_LLM = {
   run_llm: {
@@ -162,7 +162,7 @@ export class AiManagerTools implements ToolExecutor {
   readonly tools = AI_CALL_TOOLS;
 
   constructor(
-    private readonly siblings: Siblings,
+    private readonly siblings: SiblingPort,
     private readonly aicallId: string,
     private readonly log: Logger,
   ) {}

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Call } from '../calls/call.js';
 import type { CallManager } from '../calls/manager.js';
 import type { Config } from '../config.js';
-import { AppError, messageOf } from '../errors.js';
+import { messageOf, statusOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import { newUuid, parseUuid } from '../model/uuid.js';
 import { isAuthorized, requestUrl } from '../http/auth.js';
@@ -54,7 +54,6 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-const STATUS_OF_CODE: Readonly<Record<string, number>> = { BAD_REQUEST: 400, NOT_FOUND: 404, CONFLICT: 409, DEPENDENCY: 503 };
 
 /** What the console shows of a call: its row, where it is in its life, and its latest latency figures. */
 export function callSummary(call: Call): Record<string, unknown> {
@@ -65,7 +64,7 @@ export function callSummary(call: Call): Record<string, unknown> {
       ? call.sessionStarted
         ? 'text'
         : 'waiting'
-      : call.pipeline === null
+      : !call.pipelineRunning
         ? 'connecting'
         : 'live';
   return {
@@ -121,7 +120,7 @@ export class ConsoleRoutes {
     try {
       await this.api(method, path, res);
     } catch (err) {
-      const status = err instanceof AppError ? (STATUS_OF_CODE[err.code] ?? 500) : 500;
+      const status = statusOf(err);
       if (status === 500) this.deps.log.error({ err: messageOf(err), path }, 'console API request failed');
       sendJson(res, status, { error: messageOf(err) });
     }

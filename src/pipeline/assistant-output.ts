@@ -36,7 +36,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
     private readonly observer: PipelineObserver,
     private readonly sink: BotAudioSink | null,
     /** TTS rate → wire rate, one converter for the call; null when the rates match. */
-    private readonly resampler: Resampler | null,
+    private readonly resampler: Pick<Resampler, 'process' | 'close'> | null,
   ) {
     super();
     sink?.setPlaybackListener(this);

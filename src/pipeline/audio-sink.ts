@@ -1,15 +1,13 @@
-// Where a pipeline's bot audio goes: the call's paced output (Audiosocket or WebSocket media). The sink tells the
-// pipeline when bot audio starts and stops on the wire, which is what "spoken" means for the context.
+// Where a pipeline's bot audio goes: the call's paced output (audio/paced-output.ts, under Audiosocket or
+// WebSocket). The sink tells the pipeline when bot audio starts and stops on the wire, which is what "spoken"
+// means for the context.
 
-export interface PlaybackListener {
-  /** The first bot frame after silence was written to the wire. */
-  playbackStarted(): void;
-  /** The output queue ran dry: the last bot frame was written. */
-  playbackStopped(): void;
-}
+import type { PlaybackListener, QueueConverter } from '../audio/paced-output.js';
+
+export type { PlaybackListener, QueueConverter };
 
 export interface BotAudioSink {
-  /** The wire rate: audio pushed must be s16le mono at this rate. */
+  /** The output rate: audio pushed must be s16le mono at this rate. */
   readonly sampleRate: number;
   /** Queues bot audio (any length; the sink cuts it into 20 ms frames). */
   push(pcm: Buffer): void;
@@ -22,4 +20,9 @@ export interface BotAudioSink {
   /** Bot (non-silence) frames written since the call started. */
   readonly botFramesWritten: number;
   setPlaybackListener(listener: PlaybackListener | null): void;
+  /**
+   * Present when the output follows the caller's rate (Audiosocket answers in the kind it receives): switches to
+   * `converter.toRate`, converting what is queued. Absent when the output rate is fixed (WebSocket: 16 kHz).
+   */
+  changeRate?(converter: QueueConverter): void;
 }

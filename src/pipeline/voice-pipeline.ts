@@ -1,8 +1,11 @@
 // One call's pipeline, assembled (SPEC §3.1): transport in → resample to 16 kHz → VAD → STT → user turns → LLM
 // (+tools) → sentences → TTS → assistant output (resample to the wire rate, paced sink). Stages the call does not
-// need are left out. Everything it opens is closed by close(); the call's AbortSignal cancels every request.
+// need are left out. It starts before the caller's rate is known (the greeting plays on a silent line) and follows
+// that rate when the first audio arrives. Its own AbortController, aborted by close(), cancels every provider
+// request, so the providers stop in the call's teardown order and not before.
 
 import { RESAMPLER_HOLD_BACK_MS, type Resampler } from '../audio/resampler.js';
+import { SwitchableResampler } from '../audio/switchable-resampler.js';
 import type { Logger } from '../log.js';
 import type { LlmClient, SttProvider, TtsProvider, TtsSession } from '../providers/types.js';
 import { AssistantOutput, toInt16 } from './assistant-output.js';
@@ -40,10 +43,13 @@ export interface VoicePipelineOptions {
   createResampler(fromRate: number, toRate: number): Promise<Resampler>;
   /** The call's paced output; null for text-only sessions. */
   sink: BotAudioSink | null;
-  /** The caller's audio rate; null when the call has no media. */
-  wireRate: number | null;
+  /**
+   * The caller's audio rate to prepare the input for: known, or expected (Audiosocket: 8 kHz) until
+   * setInputRate() says what the first audio was; null to prepare nothing.
+   */
+  inputRate: number | null;
   observer: PipelineObserver;
-  /** The call's signal: aborting it cancels every provider request and stream. */
+  /** Cancels the build: providers being opened are closed again. The running pipeline is ended by close(). */
   signal: AbortSignal;
   log: Logger;
   /** The pipeline asks to end the call (stop_service, a provider that failed for good). */
@@ -58,29 +64,53 @@ export function vadLeadFor(inputResampler: Resampler | null): number {
   return vadLeadSamples(holdBack, PIPELINE_RATE / 50);
 }
 
+/** Caller audio held while the input converter for its rate is being made: 200 ms of 20 ms frames. */
+const MAX_HELD_INPUT = 10;
+
+interface Parts {
+  pipeline: Pipeline;
+  opened: Array<() => Promise<void> | void>;
+  abort: AbortController;
+  hasInput: boolean;
+  hasAudioOut: boolean;
+  inputResampler: Resampler | null;
+  output: SwitchableResampler | null;
+  options: VoicePipelineOptions;
+}
+
 export class VoicePipeline {
   private closed: Promise<void> | null = null;
+  /** The input converter for the caller's rate; null = the rate is the pipeline's (or no input side). */
+  private inputResampler: Resampler | null;
+  /** Whether caller audio can go through now (the rate is known and its converter exists). */
+  private inputReady: boolean;
+  private readonly held: Buffer[] = [];
+  private rateKnown = false;
+  private rateSwitch: Promise<void> | null = null;
 
-  private constructor(
-    private readonly pipeline: Pipeline,
-    private readonly inputResampler: Resampler | null,
-    private readonly opened: Array<() => Promise<void> | void>,
-    private readonly hasAudioOut: boolean,
-    private readonly abortedSignal: AbortSignal,
-  ) {}
+  private constructor(private readonly parts: Parts) {
+    this.inputResampler = parts.inputResampler;
+    this.inputReady = false;
+  }
 
-  /** Opens the providers and builds the chain. On failure everything opened so far is closed again. */
+  /** Opens the providers and builds the chain. On failure (or a cancelled build) everything opened is closed. */
   static async create(o: VoicePipelineOptions): Promise<VoicePipeline> {
     const opened: Array<() => Promise<void> | void> = [];
+    const abort = new AbortController();
+    const cancel = (): void => abort.abort(o.signal.reason);
+    o.signal.addEventListener('abort', cancel, { once: true });
+    const signal = abort.signal;
     try {
+      if (o.signal.aborted) throw new Error('the pipeline build was cancelled');
       const bot = new BotState();
       const processors: FrameProcessor[] = [];
       let inputResampler: Resampler | null = null;
-      const hasMedia = o.sink !== null && o.wireRate !== null;
+      const hasMedia = o.sink !== null;
+      const hasInput = o.stt !== null && hasMedia;
 
-      if (o.stt !== null && hasMedia && o.wireRate !== null) {
-        if (o.wireRate !== PIPELINE_RATE) {
-          inputResampler = await o.createResampler(o.wireRate, PIPELINE_RATE);
+      if (o.stt !== null && hasInput) {
+        if (o.inputRate !== null && o.inputRate !== PIPELINE_RATE) {
+          inputResampler = await o.createResampler(o.inputRate, PIPELINE_RATE);
           const r = inputResampler;
           opened.push(() => r.close());
         }
@@ -95,7 +125,7 @@ export class VoicePipeline {
         let fatal = false;
         const stream = await o.stt.provider.open({
           language: o.stt.language,
-          signal: o.signal,
+          signal,
           log: o.log,
           onTranscript: (t) => sttProc.transcript(t.text, t.final),
           onFatal: (err) => {
@@ -113,35 +143,37 @@ export class VoicePipeline {
 
       const audioOut = o.tts !== null && hasMedia;
       processors.push(new UserTurnAggregator(o.context, bot, o.observer, { audio: audioOut, stopSecs: o.vad.stop_secs }));
-      const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, o.observer, o.signal);
+      const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, o.observer, signal);
       opened.push(() => llmProc.close());
       processors.push(llmProc, new SentenceProcessor(o.observer));
 
-      let outputResampler: Resampler | null = null;
+      let outputResampler: SwitchableResampler | null = null;
       if (audioOut && o.tts !== null && o.sink !== null) {
         const session: TtsSession = await o.tts.provider.open({
           voiceId: o.tts.voiceId,
           language: o.tts.language,
-          signal: o.signal,
+          signal,
           log: o.log,
         });
         opened.push(() => session.close());
-        const ttsProc = new TtsProcessor(session, o.observer, o.signal);
+        const ttsProc = new TtsProcessor(session, o.observer, signal);
         opened.push(() => ttsProc.close());
         processors.push(ttsProc);
-        if (session.sampleRate !== o.sink.sampleRate) {
-          outputResampler = await o.createResampler(session.sampleRate, o.sink.sampleRate);
-        }
+        // Always a converter object, passthrough while the rates match: the output rate may change later.
+        outputResampler = new SwitchableResampler(await o.createResampler(session.sampleRate, o.sink.sampleRate));
       }
       const output = new AssistantOutput(o.context, bot, o.observer, audioOut ? o.sink : null, outputResampler);
       opened.push(() => output.close());
       processors.push(output);
+      if (o.signal.aborted) throw new Error('the pipeline build was cancelled');
 
       const exit = (frame: Frame, direction: Direction): void => {
         if (direction === 'up' && frame.type === 'end_call') o.onEndCall(frame.reason);
       };
-      return new VoicePipeline(new Pipeline(processors, exit), inputResampler, opened, audioOut, o.signal);
+      const pipeline = new Pipeline(processors, exit);
+      return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o });
     } catch (err) {
+      abort.abort(err);
       for (const close of opened.reverse()) {
         try {
           await close();
@@ -150,17 +182,37 @@ export class VoicePipeline {
         }
       }
       throw err;
+    } finally {
+      o.signal.removeEventListener('abort', cancel);
     }
   }
 
   /** The bot speaks first: one LLM run on the initial context. */
   start(): void {
-    this.feed({ type: 'llm_run', audio: this.hasAudioOut });
+    this.feed({ type: 'llm_run', audio: this.parts.hasAudioOut });
   }
 
-  /** Caller audio at the wire rate (s16le mono). */
+  /**
+   * The caller's first audio came at `rate`: the input converter follows it (made now when the expected rate was
+   * wrong; audio meanwhile is held, bounded), and so does the output when the sink answers in the caller's rate.
+   * Once per pipeline; later calls are ignored.
+   */
+  setInputRate(rate: number): void {
+    if (this.rateKnown || this.closed !== null) return;
+    this.rateKnown = true;
+    this.rateSwitch = this.switchRates(rate).catch((err: unknown) => {
+      if (this.closed === null) this.parts.options.log.error({ err }, 'could not follow the caller audio rate');
+    });
+  }
+
+  /** Caller audio at the caller's rate (s16le mono), after setInputRate(). */
   pushAudio(pcm: Buffer): void {
-    if (this.closed !== null || pcm.length < 2 || this.abortedSignal.aborted) return;
+    if (this.closed !== null || pcm.length < 2 || !this.parts.hasInput || !this.rateKnown) return;
+    if (!this.inputReady) {
+      if (this.held.length >= MAX_HELD_INPUT) this.held.shift();
+      this.held.push(Buffer.from(pcm));
+      return;
+    }
     const samples = toInt16(pcm);
     this.feed({ type: 'audio_in', pcm: this.inputResampler === null ? samples : this.inputResampler.process(samples) });
   }
@@ -174,14 +226,53 @@ export class VoicePipeline {
   }
 
   private feed(frame: Frame): void {
-    if (this.closed === null) this.pipeline.feed(frame);
+    if (this.closed === null) this.parts.pipeline.feed(frame);
   }
 
-  /** Cancels and closes everything. Idempotent. */
+  private async switchRates(rate: number): Promise<void> {
+    const { options: o, output } = this.parts;
+    if (this.parts.hasInput) {
+      const current = this.inputResampler;
+      const fits = rate === PIPELINE_RATE ? current === null : current?.fromRate === rate;
+      if (!fits) {
+        const next = rate === PIPELINE_RATE ? null : await o.createResampler(rate, PIPELINE_RATE);
+        if (this.closed !== null) {
+          next?.close();
+          return;
+        }
+        current?.close();
+        this.inputResampler = next;
+        if (next !== null) this.parts.opened.push(() => next.close());
+      }
+      this.inputReady = true;
+      for (const pcm of this.held.splice(0)) this.pushAudio(pcm);
+    }
+    const sink = o.sink;
+    if (sink?.changeRate === undefined || (sink.sampleRate === rate && (output === null || output.toRate === rate))) return;
+    // Both converters are made before anything changes: the switch itself is synchronous, between two ticks.
+    const [nextOut, queued] = await Promise.all([
+      output === null || output.toRate === rate ? null : o.createResampler(output.fromRate, rate),
+      sink.sampleRate === rate ? null : o.createResampler(sink.sampleRate, rate),
+    ]);
+    if (this.closed !== null) {
+      nextOut?.close();
+      queued?.close();
+      return;
+    }
+    if (nextOut !== null && output !== null) {
+      const tail = output.swap(nextOut);
+      if (tail.length > 0) sink.push(Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength));
+    }
+    if (queued !== null) sink.changeRate(queued);
+  }
+
+  /** Cancels every provider request and closes everything, in order. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.pipeline.close();
-      for (const close of this.opened.reverse()) {
+      this.parts.abort.abort(new Error('the pipeline is closing'));
+      await this.rateSwitch;
+      await this.parts.pipeline.close();
+      for (const close of this.parts.opened.reverse()) {
         try {
           await close();
         } catch {

@@ -2,7 +2,7 @@
 // first match wins; one small handler per route. Errors become status codes in one place (statusOf).
 
 import type { CallManager } from '../calls/manager.js';
-import { parseSendMessage } from '../calls/manager.js';
+import { parseSendMessage } from '../calls/send-message.js';
 import { messageOf, statusOf } from '../errors.js';
 import { encodeMessage } from '../model/message.js';
 import { encodePipecatcall } from '../model/pipecatcall.js';

@@ -306,8 +306,10 @@ describe('ai_call references', () => {
   it('starts a text-only session when the aicall is a conversation, and takes messages', async () => {
     const aicallId = randomUUID();
     const aiId = randomUUID();
+    const uris: string[] = [];
     await rpc.respondOn('bin-manager.ai-manager.request', (req) => {
       const uri = String(req.uri);
+      uris.push(uri);
       if (uri === `/v1/aicalls/${aicallId}`) {
         return Buffer.from(JSON.stringify({ status_code: 200, data_type: 'application/json', data: { id: aicallId, ai_id: aiId, reference_type: 'conversation', reference_id: randomUUID() } }));
       }
@@ -326,7 +328,10 @@ describe('ai_call references', () => {
     expect(reply.raw.toString('utf8')).not.toContain('sk-test');
     await waitEvent('pipecatcall_initialized', id);
     const call = t.app.calls.session(id);
-    expect(call?.aicall?.engineKey).toBe('sk-test-planted-secret-123');
+    expect(call?.aicall?.aiId).toBe(aiId);
+    // The AI's key is asked for when the pipeline starts, after the aicall (issue 11 item 5).
+    for (let i = 0; i < 400 && !uris.includes(`/v1/ais/${aiId}`); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(uris.slice(0, 2)).toEqual([`/v1/aicalls/${aicallId}`, `/v1/ais/${aiId}`]);
     expect(call?.transport).toBe('none');
     const msg = await rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hi' } });
     expect((msg.json as { status_code: number }).status_code).toBe(200);

@@ -6,10 +6,11 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OutputClock } from '../../src/audio/clock.js';
-import { OutputQueue, silenceFrame } from '../../src/audio/output-queue.js';
+import { OutputQueue } from '../../src/audio/output-queue.js';
+import { silenceFrame } from '../../src/transports/audiosocket/media.js';
 import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import type { AudiosocketConnection, CloseReason } from '../../src/transports/audiosocket/connection.js';
-import { encodeMessage, KIND_AUDIO_8K, type AudiosocketMessage } from '../../src/transports/audiosocket/protocol.js';
+import { encodeMessage, KIND_AUDIO_8K, rateOfKind, type AudiosocketMessage } from '../../src/transports/audiosocket/protocol.js';
 import { ReplyRecorder, quantile } from '../../src/transports/audiosocket/reply-recorder.js';
 import { AudiosocketServer } from '../../src/transports/audiosocket/server.js';
 import { createLogger } from '../../src/log.js';
@@ -39,11 +40,12 @@ const pacedEcho: OnCall = (uuid, conn, h) => {
   let queue: OutputQueue | undefined;
   const unregister = h.clock.register({
     tick() {
-      conn.writeFrame(queue?.shift() ?? silenceFrame(conn.wireKind ?? KIND_AUDIO_8K));
+      const pcm = queue?.shift();
+      conn.writeFrame(pcm === undefined ? silenceFrame(conn.wireKind ?? KIND_AUDIO_8K) : encodeMessage(conn.wireKind ?? KIND_AUDIO_8K, pcm));
     },
   });
   conn.onAudio((pcm, kind) => {
-    queue ??= new OutputQueue(kind, 500);
+    queue ??= new OutputQueue(rateOfKind(kind), 500);
     queue.pushPcm(pcm);
   });
   conn.onDtmf((d) => h.dtmf.push(d));

@@ -329,7 +329,7 @@ describe('provider failures', () => {
     openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } });
     const id = randomUUID();
     await create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' });
-    await waitFor(() => t.app.calls.session(id)?.pipeline != null, 'the pipeline');
+    await waitFor(() => t.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
     await waitFor(() => openai.requests.at(-1)?.outcome !== undefined, 'the first failure');
     await rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hello?', run_immediately: true } });
     await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'llm_error termination');
@@ -363,7 +363,7 @@ describe('provider failures', () => {
     await create(cloudCall(id));
     const caller = await TestCaller.dial(t.app.addresses.audiosocket.port, id, 8000);
     try {
-      await waitFor(() => t.app.calls.session(id)?.pipeline != null, 'the pipeline');
+      await waitFor(() => t.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
       await waitFor(() => cartesia.faults.length === 1, 'the first TTS failure');
       await caller.say(await loadPrompt('hello-world'));
       deepgram.sendResults('hello world', { isFinal: true, speechFinal: true }, deepgram.last);

@@ -90,7 +90,7 @@ async function audiosocketLifecycle(i: number): Promise<void> {
   const timer = setInterval(() => client.sendAudio(frame, KIND_AUDIO_8K), 20);
   try {
     client.sendAudio(frame, KIND_AUDIO_8K);
-    await waitUntil('the pipeline to run', () => t.app.calls.session(id)?.pipeline != null, 15_000, 5);
+    await waitUntil('the pipeline to run', () => t.app.calls.session(id)?.pipelineRunning === true, 15_000, 5);
     // Some paced output reached the caller (the greeting is being synthesized or played meanwhile).
     await waitUntil('paced frames', () => frames >= 2, 5_000, 5);
   } finally {
@@ -106,7 +106,7 @@ async function audiosocketLifecycle(i: number): Promise<void> {
 async function textLifecycle(): Promise<void> {
   const id = randomUUID();
   expect(await call(SHARED, '/v1/pipecatcalls', 'POST', { id, reference_type: 'ai_call', reference_id: randomUUID(), llm_type: 'local.echo' })).toBe(200);
-  await waitUntil('the session to run', () => t.app.calls.session(id)?.pipeline != null, 10_000, 5);
+  await waitUntil('the session to run', () => t.app.calls.session(id)?.pipelineRunning === true, 10_000, 5);
   expect(await call(HOST, '/v1/messages', 'POST', { pipecatcall_id: id, message_text: 'hello', run_immediately: true })).toBe(200);
   expect(await call(HOST, `/v1/pipecatcalls/${id}/stop`, 'POST')).toBe(200);
   await gone(id);

@@ -132,7 +132,7 @@ describe('RabbitMQ stopped and started during a call', () => {
       await botAnswersDtmf(caller, '7');
       // A new call arrives over Audiosocket and hangs up: created, initialized and terminated are buffered.
       const second = await TestCaller.dial(t.app.addresses.audiosocket.port, secondId, 8000);
-      await waitUntil('the second call to start', () => t.app.calls.session(secondId)?.pipeline != null);
+      await waitUntil('the second call to start', () => t.app.calls.session(secondId)?.pipelineRunning === true);
       await second.hangup();
       await waitUntil('the second call to end', () => t.app.calls.session(secondId) === undefined);
       buffered = await metricSum(t.metrics, 'pipecat_manager_events_buffered');

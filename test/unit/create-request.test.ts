@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCreateRequest } from '../../src/calls/create-request.js';
-import { parseSendMessage } from '../../src/calls/manager.js';
+import { parseSendMessage } from '../../src/calls/send-message.js';
 import { parseLlmType } from '../../src/providers/registry.js';
 
 describe('parseCreateRequest', () => {

@@ -1,7 +1,9 @@
-// OutputQueue: exact 20 ms pre-encoded frames, remainder carried across pushes, drop-oldest, barge-in clear.
+// OutputQueue: exact 20 ms frames with header room, remainder carried across pushes, drop-oldest, barge-in clear,
+// drained back to PCM for a rate change.
 
 import { describe, expect, it } from 'vitest';
-import { OutputQueue, silenceFrame } from '../../src/audio/output-queue.js';
+import { OutputQueue } from '../../src/audio/output-queue.js';
+import { silenceFrame } from '../../src/transports/audiosocket/media.js';
 import { frameBytes, silence } from '../../src/audio/pcm.js';
 
 /** s16le PCM whose byte i is (start + i) & 0xff: frames can be checked for continuity. */
@@ -23,8 +25,8 @@ describe('pcm helpers', () => {
 });
 
 describe('OutputQueue', () => {
-  it('cuts PCM into exact pre-encoded 20 ms frames, carrying the remainder', () => {
-    const q = new OutputQueue(0x10, 100);
+  it('cuts PCM into exact 20 ms frames behind room for a header, carrying the remainder', () => {
+    const q = new OutputQueue(8000, 100, 3);
     const pcm = ramp(1000);
     expect(q.pushPcm(pcm.subarray(0, 500))).toBe(1); // 320 queued, 180 carried
     expect(q.pushPcm(pcm.subarray(500))).toBe(2); // 180 + 500 = 680 → 2 frames, 40 carried
@@ -32,7 +34,6 @@ describe('OutputQueue', () => {
     expect(q.durationMs).toBe(60);
     const frames = [q.shift(), q.shift(), q.shift()];
     for (const [i, f] of frames.entries()) {
-      expect(f?.subarray(0, 3).toString('hex')).toBe('100140');
       expect(f?.subarray(3)).toEqual(pcm.subarray(i * 320, (i + 1) * 320));
     }
     expect(q.shift()).toBeUndefined();
@@ -45,7 +46,7 @@ describe('OutputQueue', () => {
   });
 
   it('copies the PCM: later changes to the caller buffer do not reach queued frames', () => {
-    const q = new OutputQueue(0x12, 10);
+    const q = new OutputQueue(16000, 10, 3);
     const pcm = ramp(640);
     q.pushPcm(pcm);
     pcm.fill(0);
@@ -53,15 +54,33 @@ describe('OutputQueue', () => {
   });
 
   it('drops the oldest frame when full and counts it', () => {
-    const q = new OutputQueue(0x10, 3);
+    const q = new OutputQueue(8000, 3, 3);
     for (let i = 0; i < 5; i++) q.pushPcm(Buffer.alloc(320, i));
     expect(q.length).toBe(3);
     expect(q.dropped).toBe(2);
     expect([q.shift()?.[3], q.shift()?.[3], q.shift()?.[3]]).toEqual([2, 3, 4]);
   });
 
+  it('without header room a frame is the PCM alone', () => {
+    const q = new OutputQueue(16000, 10);
+    q.pushPcm(ramp(700));
+    expect(q.shift()).toEqual(ramp(640));
+  });
+
+  it('drainPcm() hands back every queued frame and the remainder as one run, and empties the queue', () => {
+    const q = new OutputQueue(8000, 100, 3);
+    const pcm = ramp(320 * 3 + 50);
+    q.pushPcm(pcm);
+    q.shift();
+    expect(q.drainPcm()).toEqual(pcm.subarray(320));
+    expect(q.length).toBe(0);
+    expect(q.flushRemainder()).toBe(false);
+    q.pushPcm(ramp(320, 9));
+    expect(q.shift()?.subarray(3)).toEqual(ramp(320, 9));
+  });
+
   it('clear() empties the queue and the remainder at once (barge-in)', () => {
-    const q = new OutputQueue(0x10, 100);
+    const q = new OutputQueue(8000, 100, 3);
     q.pushPcm(ramp(320 * 4 + 100));
     expect(q.clear()).toBe(4);
     expect(q.length).toBe(0);

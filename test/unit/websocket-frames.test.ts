@@ -172,28 +172,29 @@ describe('WebSocket media output', () => {
     let closed = 0;
     const clock = new OutputClock();
     const media = new WebSocketMedia({ sendAudio: (pcm) => sent.push(Buffer.from(pcm)), close: () => closed++ }, clock, metrics);
+    const sink = media.sink;
     const events: string[] = [];
-    media.setPlaybackListener({ playbackStarted: () => events.push('started'), playbackStopped: () => events.push('stopped') });
-    expect(media.sampleRate).toBe(16000);
-    media.start(8000);
-    expect(media.inputRate).toBe(8000);
+    sink.setPlaybackListener({ playbackStarted: () => events.push('started'), playbackStopped: () => events.push('stopped') });
+    expect(sink.sampleRate).toBe(16000);
+    // On the clock from the start; its rate never follows the client's.
     expect(clock.size).toBe(1);
+    expect('changeRate' in sink).toBe(false);
 
     const pcm = Buffer.alloc(640 * 2 + 100);
     for (let i = 0; i < pcm.length; i += 2) pcm.writeInt16LE(1000, i);
-    media.push(pcm);
-    media.flush();
-    expect(media.queuedFrames).toBe(3);
-    for (let i = 0; i < 5; i++) media.tick();
+    sink.push(pcm);
+    sink.flush();
+    expect(sink.queuedFrames).toBe(3);
+    for (let i = 0; i < 5; i++) sink.tick();
     expect(sent.map((b) => b.length)).toEqual([640, 640, 640]);
     expect(sent[2]?.readInt16LE(98)).toBe(1000);
     expect(sent[2]?.readInt16LE(100)).toBe(0); // padded end of the reply
     expect(events).toEqual(['started', 'stopped']);
-    expect(media.botFramesWritten).toBe(3);
+    expect(sink.botFramesWritten).toBe(3);
 
-    media.push(Buffer.alloc(640 * 4));
-    media.clear();
-    media.tick();
+    sink.push(Buffer.alloc(640 * 4));
+    sink.clear();
+    sink.tick();
     expect(sent).toHaveLength(3);
 
     media.close(true);

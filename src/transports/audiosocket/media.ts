@@ -1,105 +1,80 @@
-// A call's Audiosocket media: the connection, its output queue at the wire rate, and its place on the shared
-// 20 ms clock. Each tick writes exactly one frame: the next bot frame, or silence when the queue is empty. It is
-// the pipeline's BotAudioSink and tells it when bot audio starts and stops on the wire.
+// A call's Audiosocket media: the connection and its paced output on the shared 20 ms clock, from the moment the
+// UUID is read (SPEC §2.2): 8 kHz 0x10 silence until there is something to say, since the AudioSocket
+// application hangs up after 2 s with no frame either way. The output answers in the caller's kind once its first
+// audio arrives; this writer puts the Audiosocket header on each frame as it is written.
 
 import type { OutputClock } from '../../audio/clock.js';
-import { OutputQueue, silenceFrame } from '../../audio/output-queue.js';
-import type { AudiosocketConnection } from './connection.js';
-import { rateOfKind } from './protocol.js';
+import { RateFollowingPacedOutput, type FrameWriter } from '../../audio/paced-output.js';
+import { frameBytes } from '../../audio/pcm.js';
+import type { CallMedia } from '../../calls/ports.js';
 import type { Metrics } from '../../metrics.js';
-import type { BotAudioSink, PlaybackListener } from '../../pipeline/audio-sink.js';
-import type { CallMedia } from '../../calls/call.js';
+import type { AudiosocketConnection } from './connection.js';
+import { HEADER_BYTES, KIND_AUDIO_8K, encodeMessage, kindForRate, rateOfKind } from './protocol.js';
 
 /** Two minutes of bot audio: a reply longer than this loses its oldest frames (counted). */
 const MAX_QUEUED_FRAMES = 6000;
+/** What the AudioSocket application always sends, and so what the call speaks until the caller says otherwise. */
+export const DEFAULT_WIRE_RATE = rateOfKind(KIND_AUDIO_8K);
 
-export class AudiosocketMedia implements CallMedia, BotAudioSink {
+const SILENCE = new Map<number, Buffer>();
+
+/**
+ * The encoded 20 ms silence frame of an audio kind, built once per kind and SHARED by every call: never mutate it
+ * (Buffers cannot be frozen).
+ */
+export function silenceFrame(kind: number): Buffer {
+  let frame = SILENCE.get(kind);
+  if (frame === undefined) {
+    frame = encodeMessage(kind, Buffer.alloc(frameBytes(rateOfKind(kind))));
+    SILENCE.set(kind, frame);
+  }
+  return frame;
+}
+
+class AudiosocketFrameWriter implements FrameWriter {
+  readonly headerBytes = HEADER_BYTES;
+
+  constructor(private readonly conn: AudiosocketConnection) {}
+
+  write(frame: Buffer, rate: number, bot: boolean): void {
+    if (bot) {
+      // Header and payload in one write: Asterisk hangs up when a payload trails its header by 5 ms.
+      frame[0] = kindForRate(rate);
+      frame.writeUInt16BE(frame.length - HEADER_BYTES, 1);
+    }
+    this.conn.writeFrame(frame);
+  }
+
+  silence(rate: number): Buffer {
+    return silenceFrame(kindForRate(rate));
+  }
+}
+
+export class AudiosocketMedia implements CallMedia {
   readonly transport = 'audiosocket' as const;
-  /** Created with the first inbound audio: the call's wire kind is the kind Asterisk sends (SPEC §2.2). */
-  private queue: OutputQueue | null = null;
-  private silence: Buffer | null = null;
-  private unregister: (() => void) | null = null;
+  readonly expectedInputRate = DEFAULT_WIRE_RATE;
+  readonly sink: RateFollowingPacedOutput;
   private closed = false;
-  private droppedReported = 0;
-  private playing = false;
-  private written = 0;
-  private listener: PlaybackListener | null = null;
 
+  /** On the clock at once: the first frame goes out within one 20 ms slot. */
   constructor(
     readonly conn: AudiosocketConnection,
-    private readonly clock: OutputClock,
-    private readonly metrics: Metrics,
-  ) {}
-
-  get started(): boolean {
-    return this.queue !== null;
-  }
-
-  get sampleRate(): number {
-    return this.queue === null ? 0 : rateOfKind(this.queue.kind);
-  }
-
-  get queuedFrames(): number {
-    return this.queue?.length ?? 0;
-  }
-
-  get botFramesWritten(): number {
-    return this.written;
-  }
-
-  /** Fixes the wire kind and starts paced output. Called for the first inbound audio message. */
-  start(kind: number): void {
-    if (this.queue !== null || this.closed) return;
-    this.queue = new OutputQueue(kind, MAX_QUEUED_FRAMES);
-    this.silence = silenceFrame(kind);
-    this.unregister = this.clock.register(this);
-  }
-
-  push(pcm: Buffer): void {
-    this.queue?.pushPcm(pcm);
-  }
-
-  flush(): void {
-    this.queue?.flushRemainder();
-  }
-
-  clear(): void {
-    this.queue?.clear();
-  }
-
-  setPlaybackListener(listener: PlaybackListener | null): void {
-    this.listener = listener;
-  }
-
-  /** One clock slot: one frame on the wire. */
-  tick(): void {
-    const queue = this.queue;
-    if (queue === null || this.silence === null) return;
-    const frame = queue.shift();
-    this.conn.writeFrame(frame ?? this.silence);
-    if (frame !== undefined) {
-      this.written++;
-      if (!this.playing) {
-        this.playing = true;
-        this.listener?.playbackStarted();
-      }
-    } else if (this.playing) {
-      this.playing = false;
-      this.listener?.playbackStopped();
-    }
-    if (queue.dropped !== this.droppedReported) {
-      this.metrics.droppedFramesTotal.inc(queue.dropped - this.droppedReported);
-      this.droppedReported = queue.dropped;
-    }
+    clock: OutputClock,
+    metrics: Metrics,
+  ) {
+    this.sink = new RateFollowingPacedOutput({
+      rate: DEFAULT_WIRE_RATE,
+      writer: new AudiosocketFrameWriter(conn),
+      maxFrames: MAX_QUEUED_FRAMES,
+      onDropped: (n) => metrics.droppedFramesTotal.inc(n),
+    });
+    this.sink.start(clock);
   }
 
   close(handBack: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    this.listener = null;
-    this.unregister?.();
-    this.unregister = null;
-    this.queue?.clear();
+    this.sink.close();
     if (handBack) this.conn.sendHangup();
     else this.conn.close();
   }

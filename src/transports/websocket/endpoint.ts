@@ -9,12 +9,11 @@ import type { Call } from '../../calls/call.js';
 import type { CallManager } from '../../calls/manager.js';
 import { WebSocketMedia } from './media.js';
 import type { Config } from '../../config.js';
-import { NotFoundError, ProtocolError, messageOf } from '../../errors.js';
+import { AppError, NotFoundError, ProtocolError, messageOf, statusOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { isTerminated } from '../../model/pipecatcall.js';
 import { parseUuid } from '../../model/uuid.js';
-import type { BotAudioSink } from '../../pipeline/audio-sink.js';
 import { isAuthorized, requestUrl } from '../../http/auth.js';
 import { decodeFrame, loadFrameType, type AudioRawFrame } from './frames.js';
 import { RTVI_VERSION, parseClientMessage, rtviErrorResponse, rtviMessage } from './rtvi.js';
@@ -28,8 +27,6 @@ export interface WebSocketEndpointDeps {
   clock: OutputClock;
   metrics: Metrics;
   log: Logger;
-  /** Starts the call's pipeline (PipelineStarter.start) at the first client audio: `wireRate` is the client's rate. */
-  startPipeline(call: Call, sink: BotAudioSink, wireRate: number): void;
   peerOptions?: WsPeerOptions;
 }
 
@@ -151,7 +148,7 @@ export class WebSocketEndpoint {
     try {
       row = await calls.get(id);
     } catch (err) {
-      if (!(err instanceof NotFoundError)) return { status: 503, message: `cannot look the call up: ${messageOf(err)}` };
+      if (!(err instanceof NotFoundError)) return { status: statusOf(err), message: `cannot look the call up: ${messageOf(err)}` };
       if (config.unknownCalls === 'reject') return { status: 404, message: `pipecatcall ${id} is unknown` };
       return { mode: 'media' }; // created like an unknown Audiosocket call (UNKNOWN_CALLS=accept)
     }
@@ -168,23 +165,21 @@ export class WebSocketEndpoint {
     const { calls, clock, metrics } = this.deps;
     const log = this.deps.log.child({ pipecatcall_id: id });
     const peer = this.newPeer(ws, log);
-    let media: WebSocketMedia | null = null;
+    // On the clock from the start, like Audiosocket; the pipeline (greeting) starts at the attach.
+    const media = new WebSocketMedia(peer, clock, metrics);
     let call: Call;
     try {
-      call = await calls.attachMedia(id, () => {
-        media = new WebSocketMedia(peer, clock, metrics);
-        return media;
-      });
+      call = await calls.attachMedia(id, media);
     } catch (err) {
       // A race with another connection or a termination since the checks: the socket is already upgraded.
+      metrics.mediaRefusedTotal.inc({ transport: 'websocket', reason: err instanceof AppError ? err.code.toLowerCase() : 'internal' });
       log.info({ err: messageOf(err) }, 'WebSocket media refused');
       peer.sendError(messageOf(err));
       peer.close(1008, closeReason(messageOf(err)));
+      media.close(false);
       ws.resume();
       return;
     }
-    const m = media as WebSocketMedia | null;
-    if (m === null) throw new Error('attachMedia returned without making the media');
     call.listeners.add(peer);
     const hangup = (): void => {
       call.listeners.delete(peer);
@@ -196,7 +191,7 @@ export class WebSocketEndpoint {
       return;
     }
     ws.once('close', hangup);
-    ws.on('message', (data, isBinary) => this.onMessage(call, peer, data, isBinary, (frame) => this.mediaAudio(call, m, peer, frame)));
+    ws.on('message', (data, isBinary) => this.onMessage(call, peer, data, isBinary, (frame) => this.mediaAudio(call, peer, frame)));
     log.info('WebSocket connected as the call media');
     ws.resume();
   }
@@ -256,8 +251,8 @@ export class WebSocketEndpoint {
     }
   }
 
-  /** Client audio in media mode: the first frame fixes the input rate and starts the pipeline (SPEC §2.2, §9). */
-  private mediaAudio(call: Call, media: WebSocketMedia, peer: WsPeer, frame: AudioRawFrame): void {
+  /** Client audio in media mode: the first frame fixes the input rate (SPEC §2.2, §9). */
+  private mediaAudio(call: Call, peer: WsPeer, frame: AudioRawFrame): void {
     // proto3 cannot tell "0" from "unset": 0 channels is read as mono, the only layout accepted.
     if (frame.numChannels > 1) {
       peer.sendError(`audio must be mono; a frame with ${frame.numChannels} channels was dropped`);
@@ -272,15 +267,12 @@ export class WebSocketEndpoint {
       peer.sendError('audio must be s16le PCM: a whole, non-zero number of 2-byte samples');
       return;
     }
-    if (media.inputRate === null) {
-      media.start(rate);
-      this.deps.startPipeline(call, media, rate);
-    } else if (rate !== media.inputRate) {
-      peer.sendError(`audio sample_rate must stay ${media.inputRate} Hz (the rate of the first frame); a frame at ${rate} Hz was dropped`);
+    if (call.inputRate !== null && rate !== call.inputRate) {
+      peer.sendError(`audio sample_rate must stay ${call.inputRate} Hz (the rate of the first frame); a frame at ${rate} Hz was dropped`);
       return;
     }
     // Until the pipeline is built (providers opening) caller audio is dropped, as on Audiosocket.
-    call.pipeline?.pushAudio(Buffer.from(frame.audio.buffer, frame.audio.byteOffset, frame.audio.byteLength));
+    call.pushAudio(Buffer.from(frame.audio.buffer, frame.audio.byteOffset, frame.audio.byteLength), rate);
   }
 
   private onClientMessage(call: Call, peer: WsPeer, json: string): void {

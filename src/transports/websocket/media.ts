@@ -1,13 +1,12 @@
-// A call's WebSocket media (SPEC §9): the pipeline's BotAudioSink, whose 16 kHz bot audio goes out one 20 ms frame
-// per tick of the shared output clock; unlike Audiosocket, nothing is sent while the bot is silent (as in Pipecat).
+// A call's WebSocket media (SPEC §9): the pipeline's 16 kHz bot audio goes out one 20 ms frame per tick of the
+// shared output clock; unlike Audiosocket, nothing is sent while the bot is silent (as in Pipecat), and the output
+// rate stays 16 kHz whatever the client sends.
 
-import type { ClockSink, OutputClock } from '../../audio/clock.js';
-import { OutputQueue } from '../../audio/output-queue.js';
-import { HEADER_BYTES, kindForRate } from '../audiosocket/protocol.js';
+import type { OutputClock } from '../../audio/clock.js';
+import { PacedOutput, type FrameWriter } from '../../audio/paced-output.js';
+import type { CallMedia } from '../../calls/ports.js';
 import type { Metrics } from '../../metrics.js';
-import type { BotAudioSink, PlaybackListener } from '../../pipeline/audio-sink.js';
 import { PIPELINE_RATE } from '../../pipeline/voice-pipeline.js';
-import type { CallMedia } from '../../calls/call.js';
 
 /** Two minutes of bot audio: a reply longer than this loses its oldest frames (counted). */
 const MAX_QUEUED_FRAMES = 6000;
@@ -20,100 +19,47 @@ export interface BotAudioChannel {
   close(): void;
 }
 
-export class WebSocketMedia implements CallMedia, BotAudioSink, ClockSink {
-  readonly transport = 'websocket' as const;
-  /**
-   * The output side is always the pipeline's 16 kHz (SPEC §9), whatever the client sends: the pipeline resamples
-   * TTS audio to this rate, while its input resampler works from `inputRate`.
-   */
-  readonly sampleRate = PIPELINE_RATE;
-  /**
-   * Reused for its bounded ring and drop-oldest policy. Its frames carry a 3-byte Audiosocket header (kind 0x12 =
-   * 16 kHz) that is sliced off, without a copy, when a frame is sent.
-   */
-  private readonly queue = new OutputQueue(kindForRate(PIPELINE_RATE), MAX_QUEUED_FRAMES);
-  /** The client's audio rate, fixed by its first audio frame (the pipeline's wire rate); null before that. */
-  private rate: number | null = null;
-  private unregister: (() => void) | null = null;
-  private closed = false;
-  private playing = false;
-  private written = 0;
-  private droppedReported = 0;
-  private listener: PlaybackListener | null = null;
+class ChannelWriter implements FrameWriter {
+  readonly headerBytes = 0;
 
+  constructor(private readonly channel: BotAudioChannel) {}
+
+  write(frame: Buffer): void {
+    this.channel.sendAudio(frame);
+  }
+
+  silence(): null {
+    return null;
+  }
+}
+
+export class WebSocketMedia implements CallMedia {
+  readonly transport = 'websocket' as const;
+  /** Clients send what they like (the first frame says); nothing is prepared before it. */
+  readonly expectedInputRate = null;
+  readonly sink: PacedOutput;
+  private closed = false;
+
+  /** Joins the shared clock at once, like every media. */
   constructor(
     private readonly channel: BotAudioChannel,
-    private readonly clock: OutputClock,
-    private readonly metrics: Metrics,
-  ) {}
-
-  get inputRate(): number | null {
-    return this.rate;
-  }
-
-  get started(): boolean {
-    return this.rate !== null;
-  }
-
-  get queuedFrames(): number {
-    return this.queue.length;
-  }
-
-  get botFramesWritten(): number {
-    return this.written;
-  }
-
-  /** Fixes the client's input rate and joins the shared clock. Called for the first client audio frame. */
-  start(inputRate: number): void {
-    if (this.rate !== null || this.closed) return;
-    this.rate = inputRate;
-    this.unregister = this.clock.register(this);
-  }
-
-  push(pcm: Buffer): void {
-    if (!this.closed) this.queue.pushPcm(pcm);
-  }
-
-  flush(): void {
-    this.queue.flushRemainder();
-  }
-
-  clear(): void {
-    this.queue.clear();
-  }
-
-  setPlaybackListener(listener: PlaybackListener | null): void {
-    this.listener = listener;
-  }
-
-  /** One clock slot: at most one bot frame to the client. */
-  tick(): void {
-    const frame = this.queue.shift();
-    if (frame !== undefined) {
-      this.channel.sendAudio(frame.subarray(HEADER_BYTES));
-      this.written++;
-      if (!this.playing) {
-        this.playing = true;
-        this.listener?.playbackStarted();
-      }
-    } else if (this.playing) {
-      this.playing = false;
-      this.listener?.playbackStopped();
-    }
-    if (this.queue.dropped !== this.droppedReported) {
-      this.metrics.droppedFramesTotal.inc(this.queue.dropped - this.droppedReported);
-      this.droppedReported = this.queue.dropped;
-    }
+    clock: OutputClock,
+    metrics: Metrics,
+  ) {
+    this.sink = new PacedOutput({
+      rate: PIPELINE_RATE,
+      writer: new ChannelWriter(channel),
+      maxFrames: MAX_QUEUED_FRAMES,
+      onDropped: (n) => metrics.droppedFramesTotal.inc(n),
+    });
+    this.sink.start(clock);
   }
 
   /** WebSocket has no "hand back to the dialplan": either way the socket is closed. Idempotent. */
   close(_handBack: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    this.listener = null;
-    this.unregister?.();
-    this.unregister = null;
-    this.queue.clear();
+    this.sink.close();
     this.channel.close();
   }
 }

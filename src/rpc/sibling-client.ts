@@ -1,17 +1,12 @@
 // The sibling services a call talks to over RabbitMQ RPC (SPEC §5.1): call-manager for external media and
-// ai-manager for aicalls, AI keys and tool execution.
+// ai-manager for aicalls, AI keys and tool execution. Implements the port calls/ declares.
 
+import type { Aicall, SiblingPort } from '../calls/ports.js';
 import { BadRequestError, DependencyError } from '../errors.js';
-import type { RpcClient } from '../rpc/client.js';
+import type { RpcClient } from './client.js';
 
 export const CALL_MANAGER_QUEUE = 'bin-manager.call-manager.request';
 export const AI_MANAGER_QUEUE = 'bin-manager.ai-manager.request';
-
-export interface Aicall {
-  reference_type: string;
-  reference_id: string;
-  ai_id: string;
-}
 
 function objectOf(data: unknown, what: string): Record<string, unknown> {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
@@ -22,7 +17,7 @@ function objectOf(data: unknown, what: string): Record<string, unknown> {
 
 const str = (o: Record<string, unknown>, k: string): string => (typeof o[k] === 'string' ? (o[k]) : '');
 
-export class Siblings {
+export class SiblingClient implements SiblingPort {
   constructor(private readonly rpc: Pick<RpcClient, 'request'>) {}
 
   /** The call's status at call-manager (e.g. `progressing`, `hangup`). */
