@@ -11,6 +11,7 @@ import { missingOfflinePackages } from './providers/offline-packages.js';
 import { SiblingClient } from './rpc/sibling-client.js';
 import type { Config, HostPort } from './config.js';
 import { DependencyError, messageOf } from './errors.js';
+import { NIL_UUID } from './model/uuid.js';
 import { ConsoleRoutes } from './console/routes.js';
 import { HttpServer, type ReadinessCheck } from './http/server.js';
 import { RpcOverHttp } from './http/rpc-over-http.js';
@@ -77,6 +78,9 @@ export class App {
       closers.push(() => opened.close());
       const store = opened.store;
       const checks: Record<string, ReadinessCheck> = { ...opened.checks };
+      // One lookup through the store opens its first pooled connections now, not in the first call's setup
+      // (measured: 110 ms of the first call's 500 ms greeting).
+      await store.get(NIL_UUID);
 
       let broker: Broker | null = null;
       let rpcClient: RpcClient | null = null;
@@ -117,6 +121,7 @@ export class App {
       // started, so the first call greets as fast as the tenth and no call's setup stalls another's frames.
       const warm = await warmUp(config);
       log.info({ ms: Math.round(warm.totalMs), steps: warm.steps }, 'warm start done');
+      if (Object.keys(warm.failed).length > 0) log.warn({ failed: warm.failed }, 'some warm-up steps failed; the first call pays for them');
       const clock = new OutputClock({ metrics, log });
       closers.push(() => clock.close());
 

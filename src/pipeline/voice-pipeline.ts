@@ -100,6 +100,8 @@ export class VoicePipeline {
     const cancel = (): void => abort.abort(o.signal.reason);
     o.signal.addEventListener('abort', cancel, { once: true });
     const signal = abort.signal;
+    /** The TTS session opening alongside the STT stream (a TLS or WebSocket handshake each): not yet in `opened`. */
+    let ttsOpening: Promise<TtsSession> | null = null;
     try {
       if (o.signal.aborted) throw new Error('the pipeline build was cancelled');
       const bot = new BotState();
@@ -107,6 +109,12 @@ export class VoicePipeline {
       let inputResampler: Resampler | null = null;
       const hasMedia = o.sink !== null;
       const hasInput = o.stt !== null && hasMedia;
+      const audioOut = o.tts !== null && hasMedia;
+      if (audioOut && o.tts !== null) {
+        ttsOpening = o.tts.provider.open({ voiceId: o.tts.voiceId, language: o.tts.language, signal, log: o.log });
+        // Awaited below, or closed in the catch: never an unhandled rejection meanwhile.
+        ttsOpening.catch(() => undefined);
+      }
 
       if (o.stt !== null && hasInput) {
         if (o.inputRate !== null && o.inputRate !== PIPELINE_RATE) {
@@ -129,7 +137,7 @@ export class VoicePipeline {
           log: o.log,
           onTranscript: (t) => sttProc.transcript(t.text, t.final),
           onFatal: (err) => {
-            if (fatal || o.signal.aborted) return;
+            if (fatal || signal.aborted) return;
             fatal = true;
             o.observer.providerError('stt', o.stt?.provider.name ?? 'stt', err);
             sttProc.failed();
@@ -141,20 +149,15 @@ export class VoicePipeline {
         processors.push(vadProc, sttProc);
       }
 
-      const audioOut = o.tts !== null && hasMedia;
       processors.push(new UserTurnAggregator(o.context, bot, o.observer, { audio: audioOut, stopSecs: o.vad.stop_secs }));
       const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, o.observer, signal);
       opened.push(() => llmProc.close());
       processors.push(llmProc, new SentenceProcessor(o.observer));
 
       let outputResampler: SwitchableResampler | null = null;
-      if (audioOut && o.tts !== null && o.sink !== null) {
-        const session: TtsSession = await o.tts.provider.open({
-          voiceId: o.tts.voiceId,
-          language: o.tts.language,
-          signal,
-          log: o.log,
-        });
+      if (ttsOpening !== null && o.sink !== null) {
+        const session = await ttsOpening;
+        ttsOpening = null;
         opened.push(() => session.close());
         const ttsProc = new TtsProcessor(session, o.observer, signal);
         opened.push(() => ttsProc.close());
@@ -174,6 +177,7 @@ export class VoicePipeline {
       return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o });
     } catch (err) {
       abort.abort(err);
+      if (ttsOpening !== null) opened.push(async () => (await ttsOpening)?.close());
       for (const close of opened.reverse()) {
         try {
           await close();
