@@ -7,16 +7,15 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { encodeMessage, type Message } from '../model/message.js';
 import { encodePipecatcall, isTerminated, type Pipecatcall } from '../model/pipecatcall.js';
-import { isNilUuid, newUuid } from '../model/uuid.js';
+import { isNilUuid } from '../model/uuid.js';
 import type { ProviderRegistry } from '../providers/provider-registry.js';
 import { Call, type AicallInfo, type TerminateReason } from './call.js';
 import { DEFAULT_VAD_CONFIG, parseCreateRequest, rowOfRequest, type CreateRequest } from './create-request.js';
 import { PipelineStarter } from './pipeline-starter.js';
 import type { CallMedia, CallStore, EventSink, SiblingPort } from './ports.js';
 import { RowEnder } from './row-ender.js';
-import type { SendMessageRequest } from './send-message.js';
-
-export type { CallStore, EventSink };
+import { tearDown } from './teardown.js';
+import { messageOfCall, type SendMessageRequest } from './send-message.js';
 
 export interface CallManagerDeps {
   config: Config;
@@ -139,7 +138,7 @@ export class CallManager {
     call.touch();
     call.injectMessage({ text: req.text, runImmediately: req.runImmediately, audioResponse: req.audioResponse });
     call.log.info({ run_immediately: req.runImmediately, audio_response: req.audioResponse }, 'message injected');
-    return this.messageOf(call, req.text);
+    return messageOfCall(call, req.text);
   }
 
   /** Calls with a live session on a host: this instance's from memory, another's from its live rows. */
@@ -150,14 +149,8 @@ export class CallManager {
     return this.deps.store.listLiveByHost(hostId);
   }
 
-  /** A Message of a call (SPEC §7.2), with a new id. */
-  messageOf(call: Call, text: string): Message {
-    const r = call.row;
-    return { id: newUuid(), customer_id: r.customer_id, pipecatcall_id: call.id, pipecatcall_reference_type: r.reference_type, pipecatcall_reference_id: r.reference_id, text };
-  }
-
   publishMessage(type: string, call: Call, text: string): void {
-    this.deps.events.publish(type, encodeMessage(this.messageOf(call, text)));
+    this.deps.events.publish(type, encodeMessage(messageOfCall(call, text)));
   }
 
   /**
@@ -292,25 +285,7 @@ export class CallManager {
   }
 
   private async runTermination(call: Call, reason: TerminateReason): Promise<void> {
-    call.terminateReason = reason;
-    call.log.info({ reason }, 'terminating');
-    // 1–2. The call's own teardown: the pipeline (providers aborted, final events flushed), then the media.
-    if (call.sessionStarted) this.deps.metrics.activeSessionsByTransport.dec({ transport: call.transport });
-    await call.close();
-    // 3. External media at call-manager; a failure there does not skip the rest (SPEC §3.8 fix).
-    const mediaCallId = call.externalMediaCallId;
-    if (mediaCallId !== null && this.deps.config.callManager) {
-      try {
-        const status = await this.deps.siblings.callStatus(mediaCallId);
-        if (status === 'progressing') await this.deps.siblings.deleteExternalMedia(call.id);
-      } catch (err) {
-        call.log.warn({ err: messageOf(err) }, 'could not delete the external media at call-manager');
-      }
-    }
-    // 4. The row, then the event, then the session.
-    call.row = await this.rows.end(call.row, call.log);
-    this.deps.events.publish('pipecatcall_terminated', encodePipecatcall(call.row));
-    this.deps.metrics.callsTerminatedTotal.inc({ reason });
+    await tearDown(call, reason, { ...this.deps, rows: this.rows });
     this.calls.delete(call.id);
     this.deps.metrics.activeCalls.set(this.calls.size);
     call.log.info({ reason }, 'pipecatcall terminated');

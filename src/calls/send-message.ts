@@ -1,7 +1,9 @@
-// The body of POST /v1/messages (SPEC §3.7), parsed and validated.
+// The body of POST /v1/messages (SPEC §3.7), parsed and validated, and the Message (§7.2) a call's text becomes.
 
 import { BadRequestError } from '../errors.js';
-import { isNilUuid, uuidField } from '../model/uuid.js';
+import type { Message } from '../model/message.js';
+import { isNilUuid, newUuid, uuidField } from '../model/uuid.js';
+import type { Call } from './call.js';
 
 export interface SendMessageRequest {
   pipecatcallId: string;
@@ -36,5 +38,18 @@ export function parseSendMessage(data: unknown): SendMessageRequest {
     text,
     runImmediately: bool('run_immediately'),
     audioResponse: bool('audio_response'),
+  };
+}
+
+/** A Message of a call (SPEC §7.2), with a new id. */
+export function messageOfCall(call: Call, text: string): Message {
+  const r = call.row;
+  return {
+    id: newUuid(),
+    customer_id: r.customer_id,
+    pipecatcall_id: call.id,
+    pipecatcall_reference_type: r.reference_type,
+    pipecatcall_reference_id: r.reference_id,
+    text,
   };
 }

@@ -58,7 +58,7 @@ export async function warmUp(config: Config): Promise<WarmUpReport> {
     try {
       vad.write(noise(16000, 16000));
     } finally {
-      vad.close();
+      await vad.close();
     }
   });
   await step('resampler', async () => {
