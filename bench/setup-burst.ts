@@ -135,14 +135,14 @@ async function main(): Promise<void> {
       lines.push(l);
       playing.push(l);
     }
-    await until(() => playing.every((l) => l.firstVoicedAt > 0), 'the playing calls to greet', 30_000);
+    await until(() => playing.every((l) => l.firstVoicedAt > 0), 'the playing calls to greet', 120_000);
     await sleep(1500);
     const quietFrom = performance.now();
     await sleep(2000);
     const burstAt = performance.now();
     const burst = await Promise.all(Array.from({ length: BURST }, () => dial(port)));
     lines.push(...burst);
-    await until(() => burst.every((l) => l.firstVoicedAt > 0), 'the new calls to greet', 30_000);
+    await until(() => burst.every((l) => l.firstVoicedAt > 0), 'the new calls to greet', 120_000);
     await sleep(1000);
     const burstEnd = performance.now();
     const quietGaps = playing.map((l) => worstGap(l, quietFrom, burstAt));

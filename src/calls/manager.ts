@@ -15,6 +15,8 @@ import { PipelineStarter } from './pipeline-starter.js';
 import type { CallMedia, CallStore, EventSink, SiblingPort } from './ports.js';
 import { RowEnder } from './row-ender.js';
 import { tearDown } from './teardown.js';
+
+export type { CallStore, EventSink } from './ports.js';
 import { messageOfCall, type SendMessageRequest } from './send-message.js';
 
 export interface CallManagerDeps {
