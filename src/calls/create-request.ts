@@ -52,8 +52,8 @@ function parseMessages(v: unknown): ChatMessage[] {
       throw new BadRequestError(`llm_messages[${i}] must be an object`);
     }
     const role = (m as Record<string, unknown>).role;
-    if (typeof role !== 'string' || !['system', 'developer', 'user', 'assistant', 'tool'].includes(role)) {
-      throw new BadRequestError(`llm_messages[${i}].role must be system, developer, user, assistant or tool`);
+    if (typeof role !== 'string' || !['system', 'developer', 'user', 'assistant', 'tool', 'function', ''].includes(role)) {
+      throw new BadRequestError(`llm_messages[${i}].role must be system, developer, user, assistant, tool, function or ""`);
     }
     return m as ChatMessage;
   });

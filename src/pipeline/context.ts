@@ -3,6 +3,7 @@
 
 import type { ChatMessage } from '../model/pipecatcall.js';
 import type { LlmToolCall } from '../providers/types.js';
+import { normalizeRoles } from './message-roles.js';
 
 /** Past this many messages the oldest turns are dropped (the system prompt is always kept). */
 const MAX_MESSAGES = 200;
@@ -11,7 +12,8 @@ export class ConversationContext {
   private readonly list: ChatMessage[];
 
   constructor(initial: readonly ChatMessage[]) {
-    this.list = initial.map((m) => ({ ...m }));
+    // ai-manager's `function` and `""` roles become roles every LLM accepts (message-roles.ts).
+    this.list = normalizeRoles(initial);
   }
 
   get messages(): readonly ChatMessage[] {
