@@ -11,7 +11,7 @@
 //   off (partial text, possibly half a tool call) → retryable. finish_reason without [DONE] is accepted.
 
 import OpenAI from 'openai';
-import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 
 import { ProviderError } from '../../errors.js';
 import { createStreamingLlm, DEFAULT_FIRST_TOKEN_TIMEOUT_MS, type LlmAdapter, type LlmPolicy, type LlmStep } from '../base/llm.js';
@@ -78,7 +78,7 @@ class OpenAiAdapter implements LlmAdapter {
     for await (const chunk of sdkStream) {
       // n is 1: only choice 0 exists. Chunks without choices (usage) still count as liveness.
       const choice = chunk.choices[0];
-      const delta = choice?.delta as ChatCompletionChunk.Choice.Delta | undefined;
+      const delta = choice?.delta;
       let token = false;
       const content = delta?.content;
       if (typeof content === 'string' && content !== '') yield { type: 'text', text: content };

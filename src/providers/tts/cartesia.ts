@@ -8,7 +8,9 @@ import type { GenerationRequest, WebsocketResponse } from '@cartesia/cartesia-js
 import type { TTSWS } from '@cartesia/cartesia-js/resources/tts/ws';
 import { ProviderError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { TtsEvent, TtsProvider, TtsSession, TtsSessionOptions, TtsTurn, TtsTurnOptions } from '../types.js';
+import { describeCause, hostOf, providerFailure, redactorFor } from '../base/failure.js';
+import { TtsSessionBase, TtsTurnBase } from '../base/tts.js';
+import type { TtsProvider, TtsSession, TtsSessionOptions, TtsTurnOptions } from '../types.js';
 
 export interface CartesiaTtsSettings {
   apiKey: string;
@@ -30,8 +32,8 @@ export interface CartesiaTtsSettings {
 const PROVIDER = 'cartesia';
 const SAMPLE_RATE = 16_000;
 const DEFAULT_BASE_URL = 'https://api.cartesia.ai';
-// ws's OPEN readyState. The SDK's send() silently opens a *new* socket when the old one is CLOSING/CLOSED, which
-// would escape our listeners and close(): never call it unless the socket is OPEN.
+// The SDK's send() silently opens a *new* socket when the old one is CLOSING/CLOSED, which
+// would escape our listeners and close(): never call it unless the socket is OPEN (ws readyState 1).
 const WS_OPEN = 1;
 // Bounded wait for the server's close frame before the socket is destroyed (ws would otherwise wait 30 s).
 const CLOSE_WAIT_MS = 1000;
@@ -79,21 +81,20 @@ export function createCartesiaTts(settings: CartesiaTtsSettings): TtsProvider {
   };
 }
 
-/** One WebSocket connection; replaced by a fresh one after it dies. */
+/** One WebSocket connection, replaced after it dies. `chain` serializes sends so a context's requests stay in
+ *  order; `lastError` (from the socket's `error` event) explains a later close. */
 interface Link {
   ws: TTSWS;
   ready: Promise<void>;
   open: boolean;
   dead: boolean;
-  /** Serializes sends so the requests of a context reach the server in order. */
   chain: Promise<void>;
-  /** Why the socket failed, from its `error` event, used in the close message. */
   lastError: string;
   closed: Promise<void>;
   detach(): void;
 }
 
-class CartesiaSession implements TtsSession {
+class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
   readonly name = PROVIDER;
   readonly sampleRate = SAMPLE_RATE;
   private readonly client: CartesiaClient;
@@ -101,25 +102,20 @@ class CartesiaSession implements TtsSession {
   private readonly model: string;
   private readonly log: Logger;
   private link: Link | null = null;
-  private readonly turns = new Map<string, CartesiaTurn>();
-  private closing: Promise<void> | null = null;
-  private readonly onSessionAbort = (): void => void this.close();
+  private readonly redact: (text: string) => string;
 
   constructor(
     private readonly settings: CartesiaTtsSettings,
     private readonly options: TtsSessionOptions,
   ) {
+    super(options.signal);
     const baseURL = settings.baseUrl === '' ? DEFAULT_BASE_URL : settings.baseUrl;
     // The base URL is passed explicitly so the SDK never falls back to reading CARTESIA_BASE_URL itself.
     this.client = new (loadSdk().Cartesia)({ apiKey: settings.apiKey, baseURL });
     this.host = hostOf(baseURL);
     this.model = settings.model ?? 'sonic-3';
     this.log = options.log;
-    options.signal.addEventListener('abort', this.onSessionAbort, { once: true });
-  }
-
-  get stallTimeoutMs(): number {
-    return this.settings.stallTimeoutMs ?? 10_000;
+    this.redact = redactorFor(settings.apiKey);
   }
 
   async connectFirst(): Promise<void> {
@@ -127,16 +123,13 @@ class CartesiaSession implements TtsSession {
     await this.ensureLink().ready;
   }
 
-  startTurn(options: TtsTurnOptions): TtsTurn {
-    const turn = new CartesiaTurn(this, options.signal, this.stallTimeoutMs);
-    if (this.closing !== null) {
-      turn.discard();
-      return turn;
-    }
-    this.turns.set(turn.contextId, turn);
+  protected createTurn(options: TtsTurnOptions): CartesiaTurn {
+    return new CartesiaTurn(this, options.signal, this.settings.stallTimeoutMs ?? 10_000);
+  }
+
+  protected override turnStarted(): void {
     // A socket lost in an earlier turn (or while idle) is replaced now, so it is ready by the first say().
-    if (!turn.finished) this.ensureLink().ready.catch(() => undefined);
-    return turn;
+    this.ensureLink().ready.catch(() => undefined);
   }
 
   /** The base of every generation request of a turn (Cartesia repeats the full request on each message). */
@@ -156,7 +149,7 @@ class CartesiaSession implements TtsSession {
 
   /** Sends one message for a turn on the current link; a failure to connect or send fails that turn. */
   send(turn: CartesiaTurn, message: GenerationRequest): void {
-    if (this.closing !== null) return;
+    if (this.isClosing) return;
     const link = turn.link ?? this.ensureLink();
     if (turn.link === null) turn.link = link;
     if (link.dead) {
@@ -188,20 +181,10 @@ class CartesiaSession implements TtsSession {
       .catch(() => undefined);
   }
 
-  forget(turn: CartesiaTurn): void {
-    if (this.turns.get(turn.contextId) === turn) this.turns.delete(turn.contextId);
-  }
-
-  close(): Promise<void> {
-    if (this.closing === null) {
-      this.options.signal.removeEventListener('abort', this.onSessionAbort);
-      for (const turn of [...this.turns.values()]) turn.discard();
-      this.turns.clear();
-      const link = this.link;
-      this.link = null;
-      this.closing = link === null ? Promise.resolve() : this.dropLink(link);
-    }
-    return this.closing;
+  protected release(): Promise<void> {
+    const link = this.link;
+    this.link = null;
+    return link === null ? Promise.resolve() : this.dropLink(link);
   }
 
   private ensureLink(): Link {
@@ -241,7 +224,9 @@ class CartesiaSession implements TtsSession {
       // Reached after the handshake only for a malformed message or a failed send: the stream can no longer be
       // trusted, so the turns on it fail and the next turn reconnects.
       if (link.open && /could not (parse|send)/.test(err.message)) {
-        void this.dropLink(link, new ProviderError(PROVIDER, 'tts', `Cartesia TTS sent a malformed message on ${this.host}: ${err.message}`, { cause: err, retryable: true }));
+        // The socket is dropped with it, so for the turns on it this is a lost connection: the next turn redials.
+        const why = `Cartesia TTS sent a malformed message on ${this.host}: ${err.message}`;
+        void this.dropLink(link, providerFailure(PROVIDER, 'tts', 'network', why, { cause: err }));
       }
     };
     const onClose = (event: { code?: number }): void => {
@@ -251,10 +236,7 @@ class CartesiaSession implements TtsSession {
       if (link.dead || !link.open) return;
       const code = event.code ?? 1006;
       const why = link.lastError === '' ? '' : `: ${link.lastError}`;
-      void this.dropLink(
-        link,
-        new ProviderError(PROVIDER, 'tts', `Cartesia TTS connection to ${this.host} closed (code ${code})${why}`, { retryable: true }),
-      );
+      void this.dropLink(link, providerFailure(PROVIDER, 'tts', 'network', `Cartesia TTS connection to ${this.host} closed (code ${code})${why}`));
     };
     ws.on('error', onError);
     ws.on('event', onEvent);
@@ -283,7 +265,7 @@ class CartesiaSession implements TtsSession {
     link.detach();
     if (this.link === link) this.link = null;
     if (error !== undefined) {
-      for (const turn of [...this.turns.values()]) if (turn.link === link) turn.finish(error);
+      for (const turn of [...this.turns]) if (turn.link === link) turn.finish(error);
     }
     const socket = link.ws.socket as typeof link.ws.socket & { terminate?: () => void };
     if (socket.readyState === 3 /* CLOSED */) return Promise.resolve();
@@ -308,11 +290,11 @@ class CartesiaSession implements TtsSession {
     const contextId = event.context_id;
     if (contextId === undefined || contextId === '') {
       // An error without a context concerns the whole connection: every turn on it fails.
-      if (event.type === 'error') for (const turn of [...this.turns.values()]) turn.finish(this.serverError(event));
+      if (event.type === 'error') for (const turn of [...this.turns]) turn.finish(this.serverError(event));
       return;
     }
     // Unknown ids are cancelled or finished contexts: Cartesia may still send chunks it had already generated.
-    this.turns.get(contextId)?.onServerEvent(event);
+    for (const turn of this.turns) if (turn.contextId === contextId) turn.onServerEvent(event);
   }
 
   serverError(event: WebsocketResponse.Error): ProviderError {
@@ -321,122 +303,79 @@ class CartesiaSession implements TtsSession {
       .filter((s): s is string => typeof s === 'string' && s !== '')
       .join(': ');
     const status = typeof event.status_code === 'number' ? event.status_code : 0;
-    return new ProviderError(PROVIDER, 'tts', `Cartesia TTS error${status > 0 ? ` ${status}` : ''}: ${this.redact(text || 'unknown error')}`, {
-      retryable: status === 0 || status >= 500 || status === 429,
-    });
+    return providerFailure(PROVIDER, 'tts', 'server', `Cartesia TTS error${status > 0 ? ` ${status}` : ''}: ${this.redact(text || 'unknown error')}`, { status });
   }
 
   lostError(link: Link, cause?: unknown): ProviderError {
     const why = link.lastError === '' ? '' : `: ${this.redact(link.lastError)}`;
-    return new ProviderError(PROVIDER, 'tts', `Cartesia TTS connection to ${this.host} was lost${why}`, { cause, retryable: true });
+    return providerFailure(PROVIDER, 'tts', 'network', `Cartesia TTS connection to ${this.host} was lost${why}`, { cause });
   }
 
   private connectError(err: unknown): ProviderError {
-    const detail = this.redact(errorText(err));
+    const detail = this.redact(describeCause(err));
     const status = /Unexpected server response: (\d+)/.exec(detail)?.[1];
     if (status === '401' || status === '403') {
-      return new ProviderError(PROVIDER, 'tts', `Cartesia TTS rejected the API key at ${this.host} (HTTP ${status}): check the Cartesia API key`, {
+      return providerFailure(PROVIDER, 'tts', 'http', `Cartesia TTS rejected the API key at ${this.host} (HTTP ${status}): check the Cartesia API key`, {
         cause: err,
-        retryable: false,
+        status: Number(status),
       });
     }
-    return new ProviderError(PROVIDER, 'tts', `Cartesia TTS cannot connect to ${this.host}: ${detail}`, { cause: err, retryable: true });
+    const where = `Cartesia TTS cannot connect to ${this.host}: ${detail}`;
+    return status === undefined
+      ? providerFailure(PROVIDER, 'tts', 'network', where, { cause: err })
+      : providerFailure(PROVIDER, 'tts', 'http', where, { cause: err, status: Number(status) });
   }
 
-  private redact(text: string): string {
-    const key = this.settings.apiKey;
-    return key.length >= 4 ? text.split(key).join('***') : text;
-  }
 }
 
-class CartesiaTurn implements TtsTurn {
+class CartesiaTurn extends TtsTurnBase {
   readonly contextId = randomUUID();
   link: Link | null = null;
-  finished = false;
-  private ended = false;
-  private sentAny = false;
-  /** A request went out and nothing came back yet: a silent server now is a stall. */
-  private awaitingReply = false;
-  private failure: ProviderError | null = null;
-  private readonly queue: TtsEvent[] = [];
-  private wake: (() => void) | null = null;
-  private iterated = false;
-  /** An odd trailing byte of a chunk, prepended to the next so audio events stay whole samples. */
-  private carry: Buffer | null = null;
-  private stallTimer: NodeJS.Timeout | null = null;
-  private readonly onAbort = (): void => this.abort();
 
   constructor(
     private readonly session: CartesiaSession,
-    private readonly signal: AbortSignal,
-    private readonly stallTimeoutMs: number,
+    signal: AbortSignal,
+    stallTimeoutMs: number,
   ) {
-    if (signal.aborted) this.finish(null);
-    else signal.addEventListener('abort', this.onAbort, { once: true });
+    super(PROVIDER, signal, stallTimeoutMs);
   }
 
-  say(text: string): void {
-    if (this.ended || this.finished || text.trim() === '') return;
+  protected sendText(text: string): void {
     // Continuations are concatenated as sent: the pieces must keep their spaces ("Hello." + "How" is one word).
     const transcript = /\s$/.test(text) ? text : `${text} `;
-    this.sentAny = true;
-    this.awaitingReply = true;
     this.session.send(this, this.session.request(this.contextId, transcript, true));
-    this.armStallTimer();
+    this.expectReply();
   }
 
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.finished) return;
-    if (!this.sentAny) {
-      this.finish(null);
-      return;
-    }
+  protected sendEnd(): void {
     // Cartesia's end of input: an empty transcript with continue:false; the server answers `done` after the audio.
     this.session.send(this, this.session.request(this.contextId, '', false));
-    this.armStallTimer();
+    this.expectReply();
   }
 
-  async *events(): AsyncGenerator<TtsEvent> {
-    if (this.iterated) throw new Error('TtsTurn.events() can be iterated only once');
-    this.iterated = true;
-    try {
-      for (;;) {
-        const event = this.queue.shift();
-        if (event !== undefined) {
-          yield event;
-          continue;
-        }
-        if (this.finished) {
-          if (this.failure !== null) throw this.failure;
-          return;
-        }
-        await new Promise<void>((resolve) => (this.wake = resolve));
-      }
-    } finally {
-      // The consumer stopped early (break/throw): nobody will play the rest, so the context is cancelled.
-      if (!this.finished) this.abort();
-    }
+  protected cancelProvider(): void {
+    this.session.cancel(this);
+  }
+
+  protected override stallWhat(): string {
+    return 'Cartesia TTS';
   }
 
   onServerEvent(event: WebsocketResponse): void {
     if (this.finished) return;
-    this.awaitingReply = false;
     switch (event.type) {
-      case 'chunk': {
-        const pcm = this.wholeSamples(chunkBytes(event));
-        if (pcm.length > 0) this.push({ type: 'audio', pcm });
+      case 'chunk':
+        this.pushAudio(chunkBytes(event));
         break;
-      }
       case 'timestamps': {
         const ts = event.word_timestamps;
         if (ts != null && Array.isArray(ts.words) && Array.isArray(ts.start)) {
-          const words = ts.words.flatMap((text, i) => {
-            const start = ts.start[i];
-            return typeof text === 'string' && typeof start === 'number' ? [{ text, start }] : [];
-          });
-          if (words.length > 0) this.push({ type: 'words', words });
+          this.pushWords(
+            ts.words.flatMap((text, i) => {
+              const start = ts.start[i];
+              return typeof text === 'string' && typeof start === 'number' ? [{ text, start }] : [];
+            }),
+          );
         }
         break;
       }
@@ -449,77 +388,7 @@ class CartesiaTurn implements TtsTurn {
       default:
         break; // flush_done, phoneme_timestamps: not requested, nothing to do
     }
-    this.armStallTimer();
-  }
-
-  /** Ends the event stream after the events already queued (the turn's last audio, then the error if any). */
-  finish(error: ProviderError | null): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.failure = error;
-    this.clearStallTimer();
-    this.signal.removeEventListener('abort', this.onAbort);
-    this.session.forget(this);
-    this.wakeUp();
-  }
-
-  /** Barge-in: Cartesia cancels the context; nothing more of this turn may be played, not even what is queued. */
-  private abort(): void {
-    if (this.finished) return;
-    if (this.sentAny) this.session.cancel(this);
-    this.discard();
-  }
-
-  /** Ends the stream at once, dropping queued audio (an abort, or the session closing). */
-  discard(): void {
-    this.queue.length = 0;
-    this.finish(null);
-  }
-
-  private push(event: TtsEvent): void {
-    this.queue.push(event);
-    this.wakeUp();
-  }
-
-  private wakeUp(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
-
-  private wholeSamples(bytes: Buffer): Buffer {
-    let buf = bytes;
-    if (this.carry !== null) {
-      buf = Buffer.concat([this.carry, buf]);
-      this.carry = null;
-    }
-    if (buf.length % 2 === 1) {
-      this.carry = Buffer.from(buf.subarray(buf.length - 1));
-      buf = buf.subarray(0, buf.length - 1);
-    }
-    return buf;
-  }
-
-  private armStallTimer(): void {
-    if (this.finished || !(this.awaitingReply || this.ended)) {
-      this.clearStallTimer();
-      return;
-    }
-    if (this.stallTimer !== null) {
-      this.stallTimer.refresh();
-      return;
-    }
-    this.stallTimer = setTimeout(() => {
-      this.stallTimer = null;
-      if (this.finished) return;
-      this.session.cancel(this);
-      this.finish(new ProviderError(PROVIDER, 'tts', `Cartesia TTS stalled: no reply for ${this.stallTimeoutMs} ms`, { retryable: true }));
-    }, this.stallTimeoutMs);
-  }
-
-  private clearStallTimer(): void {
-    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
-    this.stallTimer = null;
+    this.heardFromProvider();
   }
 }
 
@@ -528,19 +397,4 @@ function chunkBytes(event: WebsocketResponse.Chunk): Buffer {
   const audio = event.audio;
   if (audio instanceof Uint8Array) return Buffer.from(audio.buffer, audio.byteOffset, audio.byteLength);
   return typeof event.data === 'string' ? Buffer.from(event.data, 'base64') : Buffer.alloc(0);
-}
-
-function hostOf(baseURL: string): string {
-  try {
-    return new URL(baseURL).host;
-  } catch {
-    return '';
-  }
-}
-
-/** ws reports a failed handshake as an ErrorEvent (message + error), other paths as an Error. */
-function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === 'object' && err !== null && 'message' in err && typeof err.message === 'string') return err.message;
-  return String(err);
 }

@@ -11,7 +11,8 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { ProviderError } from '../../errors.js';
-import type { TtsEvent, TtsProvider, TtsSession, TtsSessionOptions, TtsTurn, TtsTurnOptions } from '../types.js';
+import { TtsSessionBase, TtsTurnBase } from '../base/tts.js';
+import type { TtsEvent, TtsProvider, TtsSession, TtsSessionOptions, TtsTurnOptions } from '../types.js';
 
 export interface EspeakTtsSettings {
   /** The espeak-ng executable (default `espeak-ng` from PATH). */
@@ -86,114 +87,84 @@ function exitError(code: number | null, signal: NodeJS.Signals | null, stderr: s
   return new ProviderError(PROVIDER, 'tts', `espeak-ng ${how}${detail === '' ? '' : `: ${detail}`} (Debian package espeak-ng)`);
 }
 
-class EspeakSession implements TtsSession {
+class EspeakSession extends TtsSessionBase<EspeakTurn> {
   readonly name = PROVIDER;
   readonly sampleRate = SAMPLE_RATE;
-  private readonly turns = new Set<EspeakTurn>();
-  private closing: Promise<void> | null = null;
-  private readonly onAbort = (): void => void this.close();
+  /** The exits of every process started, so close() returns only once all of them were reaped. */
+  private readonly exits = new Set<Promise<void>>();
 
   constructor(
     private readonly binary: string,
     private readonly voice: string,
-    private readonly signal: AbortSignal,
+    signal: AbortSignal,
   ) {
-    if (signal.aborted) void this.close();
-    else signal.addEventListener('abort', this.onAbort, { once: true });
+    super(signal);
   }
 
-  startTurn(options: TtsTurnOptions): TtsTurn {
-    const turn = new EspeakTurn(this.binary, this.voice, options.signal, (t) => this.turns.delete(t));
-    if (this.closing !== null) void turn.stop();
-    else if (!turn.finished) this.turns.add(turn);
-    return turn;
+  protected createTurn(options: TtsTurnOptions): EspeakTurn {
+    return new EspeakTurn(this.binary, this.voice, options.signal, (exit) => {
+      this.exits.add(exit);
+      void exit.then(() => this.exits.delete(exit));
+    });
   }
 
-  close(): Promise<void> {
-    if (this.closing === null) {
-      this.signal.removeEventListener('abort', this.onAbort);
-      const exits = [...this.turns].map((t) => t.stop());
-      this.turns.clear();
-      this.closing = Promise.all(exits).then(() => undefined);
-    }
-    return this.closing;
+  protected async release(): Promise<void> {
+    await Promise.all([...this.exits]);
   }
 }
 
-class EspeakTurn implements TtsTurn {
-  finished = false;
+class EspeakTurn extends TtsTurnBase {
   private readonly sentences: string[] = [];
-  private ended = false;
   private child: Child | null = null;
-  /** Resolves when the running child has exited and been reaped. */
-  private childExit: Promise<void> = Promise.resolve();
-  private samplesEmitted = 0;
-  private failure: ProviderError | null = null;
-  private readonly queue: TtsEvent[] = [];
+  /** PCM bytes produced so far in this turn: where the next sentence starts. */
+  private bytesEmitted = 0;
   private queuedBytes = 0;
-  private wake: (() => void) | null = null;
-  private iterated = false;
-  private readonly onAbort = (): void => void this.stop();
 
   constructor(
     private readonly binary: string,
     private readonly voice: string,
-    private readonly signal: AbortSignal,
-    private readonly onFinished: (turn: EspeakTurn) => void,
+    signal: AbortSignal,
+    private readonly trackExit: (exit: Promise<void>) => void,
   ) {
-    if (signal.aborted) void this.stop();
-    else signal.addEventListener('abort', this.onAbort, { once: true });
+    // No stall watchdog: a local process either writes or exits, and its exit is always seen.
+    super(PROVIDER, signal, 0);
   }
 
-  say(text: string): void {
-    if (this.ended || this.finished) return;
+  protected sendText(text: string): void {
     const sentence = text.replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim();
     if (sentence === '') return;
     this.sentences.push(sentence);
     if (this.child === null) this.next();
   }
 
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
+  protected sendEnd(): void {
     if (this.child === null && this.sentences.length === 0) this.finish(null);
   }
 
-  async *events(): AsyncGenerator<TtsEvent> {
-    if (this.iterated) throw new Error('TtsTurn.events() can be iterated only once');
-    this.iterated = true;
-    try {
-      for (;;) {
-        const event = this.queue.shift();
-        if (event !== undefined) {
-          if (event.type === 'audio') {
-            this.queuedBytes -= event.pcm.length;
-            if (this.queuedBytes < HIGH_WATER_BYTES / 2) this.child?.stdout.resume();
-          }
-          yield event;
-          continue;
-        }
-        if (this.finished) {
-          if (this.failure !== null) throw this.failure;
-          return;
-        }
-        await new Promise<void>((resolve) => (this.wake = resolve));
-      }
-    } finally {
-      // The consumer stopped early: nobody will play the rest, so the process goes now.
-      if (!this.finished) void this.stop();
-    }
+  protected cancelProvider(): void {
+    this.sentences.length = 0;
+    this.child?.kill('SIGKILL');
   }
 
-  /** Abort or session close: kill the running process at once, drop what is queued, end quietly. */
-  stop(): Promise<void> {
-    const exited = this.childExit;
-    this.sentences.length = 0;
-    this.queue.length = 0;
+  protected override consumed(event: TtsEvent): void {
+    if (event.type !== 'audio') return;
+    this.queuedBytes -= event.pcm.length;
+    if (this.queuedBytes < HIGH_WATER_BYTES / 2) this.child?.stdout.resume();
+  }
+
+  override finish(error: ProviderError | null): void {
+    if (this.finished) return;
+    if (error !== null || this.signal.aborted) this.cancelProvider();
+    super.finish(error);
+    // A paused stdout would keep a finished child blocked on its pipe.
+    this.child?.stdout.resume();
+  }
+
+  override discard(): void {
+    // Session close or abort: the running process goes at once.
+    this.cancelProvider();
     this.queuedBytes = 0;
-    this.child?.kill('SIGKILL');
-    this.finish(null);
-    return exited;
+    super.discard();
   }
 
   /** Synthesizes the next sentence, if any; the turn ends after the last one once end() was called. */
@@ -211,10 +182,9 @@ class EspeakTurn implements TtsTurn {
       return;
     }
     this.child = child;
-    this.push({ type: 'words', words: [{ text: sentence, start: this.samplesEmitted / SAMPLE_RATE }] });
+    this.pushWords([{ text: sentence, start: Math.floor(this.bytesEmitted / 2) / SAMPLE_RATE }]);
 
     let header: Buffer | null = Buffer.alloc(0);
-    let carry: Buffer | null = null;
     let stderr = '';
     let spawnFailure: ProviderError | null = null;
     child.stdout.on('data', (bytes: Buffer) => {
@@ -232,69 +202,39 @@ class EspeakTurn implements TtsTurn {
         buf = header.subarray(start);
         header = null;
       }
-      if (carry !== null) {
-        buf = Buffer.concat([carry, buf]);
-        carry = null;
-      }
-      if (buf.length % 2 === 1) {
-        carry = Buffer.from(buf.subarray(buf.length - 1));
-        buf = buf.subarray(0, buf.length - 1);
-      }
       if (buf.length === 0) return;
-      this.samplesEmitted += buf.length / 2;
+      this.bytesEmitted += buf.length;
       this.queuedBytes += buf.length;
-      this.push({ type: 'audio', pcm: buf });
+      this.pushAudio(buf);
       if (this.queuedBytes > HIGH_WATER_BYTES) child.stdout.pause();
     });
     child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(0, STDERR_LIMIT)));
     // EPIPE when the process dies before reading its text: its exit status reports the failure.
     child.stdin.on('error', () => undefined);
     child.stdin.end(sentence, 'utf8');
-    this.childExit = new Promise<void>((resolve) => {
-      let settled = false;
-      const settle = (code: number | null, signal: NodeJS.Signals | null): void => {
-        if (settled) return;
-        settled = true;
-        resolve();
-        if (this.child !== child) return;
-        this.child = null;
-        if (this.finished) return;
-        if (spawnFailure !== null) this.finish(spawnFailure);
-        else if (code !== 0) this.finish(exitError(code, signal, stderr));
-        else this.next();
-      };
-      // 'close' comes once the exit was reaped and the pipes drained; Node also emits it after a spawn error
-      // (code -2 for ENOENT), but a child that never got a pid is settled from 'error' in any case.
-      child.once('close', settle);
-      child.once('error', (err) => {
-        spawnFailure ??= spawnError(this.binary, err);
-        if (child.pid === undefined) settle(null, null);
-      });
-    });
-  }
-
-  private push(event: TtsEvent): void {
-    this.queue.push(event);
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
-
-  private finish(error: ProviderError | null): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.failure = error;
-    if (error !== null) {
-      this.sentences.length = 0;
-      this.child?.kill('SIGKILL');
-    }
-    // A paused stdout would keep a finished child blocked on its pipe.
-    this.child?.stdout.resume();
-    this.signal.removeEventListener('abort', this.onAbort);
-    this.onFinished(this);
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
+    this.trackExit(
+      new Promise<void>((resolve) => {
+        let settled = false;
+        const settle = (code: number | null, signal: NodeJS.Signals | null): void => {
+          if (settled) return;
+          settled = true;
+          resolve();
+          if (this.child !== child) return;
+          this.child = null;
+          if (this.finished) return;
+          if (spawnFailure !== null) this.finish(spawnFailure);
+          else if (code !== 0) this.finish(exitError(code, signal, stderr));
+          else this.next();
+        };
+        // 'close' comes once the exit was reaped and the pipes drained; Node also emits it after a spawn error
+        // (code -2 for ENOENT), but a child that never got a pid is settled from 'error' in any case.
+        child.once('close', settle);
+        child.once('error', (err) => {
+          spawnFailure ??= spawnError(this.binary, err);
+          if (child.pid === undefined) settle(null, null);
+        });
+      }),
+    );
   }
 }
 
