@@ -18,10 +18,7 @@ export interface CartesiaTtsSettings {
   baseUrl: string;
   /** Default 'sonic-3'. */
   model?: string;
-  /**
-   * Test hook, handed to `ws` unchanged: how the TCP (or TLS) connection to the server is made. The SDK always
-   * dials `wss://`, so a plain local server is reached by returning `net.connect(port, host)` here.
-   */
+  /** Test hook for `ws`: the SDK always dials `wss://`, so a plain local server is reached via `net.connect`. */
   createConnection?: WsClientOptions['createConnection'];
   /** A turn fails (retryable) when the server owes a reply and sends nothing for this long. Default 10 000 ms. */
   stallTimeoutMs?: number;
