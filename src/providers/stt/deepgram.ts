@@ -22,8 +22,9 @@
 
 import { DeepgramClient } from '@deepgram/sdk';
 
-import { ProviderError, redactSecrets } from '../../errors.js';
-import type { Logger } from '../../log.js';
+import { ProviderError } from '../../errors.js';
+import { AudioBacklog, ReconnectBudget, STT_BYTES_PER_SECOND, STT_SAMPLE_RATE, SttStreamBase } from '../base/stt.js';
+import { providerFailure, redactorFor } from '../base/failure.js';
 import type { SttOptions, SttProvider, SttStream } from '../types.js';
 
 export interface DeepgramSttSettings {
@@ -53,8 +54,8 @@ type ListenV1Client = DeepgramClient['listen']['v1'];
 type ListenSocket = Awaited<ReturnType<ListenV1Client['connect']>>;
 type ConnectArgs = Parameters<ListenV1Client['connect']>[0];
 
-const SAMPLE_RATE = 16_000;
-const BYTES_PER_SECOND = SAMPLE_RATE * 2;
+const SAMPLE_RATE = STT_SAMPLE_RATE;
+const BYTES_PER_SECOND = STT_BYTES_PER_SECOND;
 /** The socket's send buffer may hold this much audio before new audio is dropped (network slower than real time). */
 const MAX_SOCKET_BUFFER_BYTES = 2 * BYTES_PER_SECOND;
 const OPEN = 1;
@@ -83,8 +84,7 @@ export function createDeepgramStt(settings: DeepgramSttSettings): SttProvider {
   const environment = environmentFor(settings.baseUrl);
   const host = environment === undefined ? 'api.deepgram.com' : new URL(environment.production).host;
   let client: DeepgramClient | undefined;
-  const redact = (text: string): string =>
-    redactSecrets(settings.apiKey.length >= 4 ? text.split(settings.apiKey).join('***') : text);
+  const redact = redactorFor(settings.apiKey);
 
   return {
     name: 'deepgram',
@@ -135,33 +135,29 @@ interface Attached {
   openedAt: number;
 }
 
-class DeepgramStream implements SttStream {
+class DeepgramStream extends SttStreamBase {
   private state: 'connecting' | 'open' | 'reconnecting' | 'closed' = 'connecting';
   private current: Attached | null = null;
-  private reconnectsLeft = 1;
-  private fatalReported = false;
-  private closing: Promise<void> | null = null;
+  private readonly budget: ReconnectBudget;
   private closeWaiter: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
-  /** Audio written while reconnecting (copies: the caller may reuse its buffers). */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private droppedFrames = 0;
+  /** Audio written while reconnecting. */
+  private readonly backlog: AudioBacklog;
   private lastSentAt = 0;
   private audioBytesSinceMessage = 0;
   /** When audio started flowing again after Deepgram's last message: the stall clock. */
   private audioSinceMessageAt = 0;
-  private readonly log: Logger;
-  private readonly onAbort = (): void => void this.close();
 
   constructor(
     private readonly listen: ListenV1Client,
     private readonly cfg: Config,
     private readonly host: string,
     private readonly redact: (text: string) => string,
-    private readonly o: SttOptions,
+    o: SttOptions,
   ) {
-    this.log = o.log.child({ stt: 'deepgram' });
+    super('deepgram', o);
+    this.budget = new ReconnectBudget(cfg.stableAfterMs);
+    this.backlog = new AudioBacklog(cfg.reconnectBufferMs, () => this.countDropped());
   }
 
   /** First dial: failure rejects open() (no reconnect: the call has not started). */
@@ -170,11 +166,11 @@ class DeepgramStream implements SttStream {
       this.state = 'closed';
       throw new ProviderError('deepgram', 'stt', 'the call ended before the Deepgram stream opened');
     }
-    this.o.signal.addEventListener('abort', this.onAbort, { once: true });
+    this.listenForAbort();
     try {
       await this.dial();
     } catch (err) {
-      this.shutdown();
+      this.release();
       if (this.o.signal.aborted) throw new ProviderError('deepgram', 'stt', 'the call ended before the Deepgram stream opened');
       throw this.openError(err, 'cannot open Deepgram live transcription');
     }
@@ -190,13 +186,13 @@ class DeepgramStream implements SttStream {
   write(pcm: Int16Array): void {
     if (this.state === 'closed' || pcm.length === 0) return;
     if (this.state === 'reconnecting') {
-      this.buffer(pcm);
+      this.backlog.push(pcm);
       return;
     }
     const cur = this.current;
     if (cur === null || cur.socket.readyState !== OPEN) {
       // Closing under us, its close event not seen yet: most likely a reconnect follows, so keep the audio.
-      this.buffer(pcm);
+      this.backlog.push(pcm);
       return;
     }
     if (cur.socket.socket.bufferedAmount > MAX_SOCKET_BUFFER_BYTES) {
@@ -208,26 +204,6 @@ class DeepgramStream implements SttStream {
     this.lastSentAt = now;
     if (this.audioBytesSinceMessage === 0) this.audioSinceMessageAt = now;
     this.audioBytesSinceMessage += pcm.byteLength;
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.closeGracefully();
-    return this.closing;
-  }
-
-  /** Keeps the newest reconnectBufferMs of audio while the stream is down; older audio is dropped and counted. */
-  private buffer(pcm: Int16Array): void {
-    // A copy: the caller may reuse its buffer once write() returns.
-    const copy = Buffer.from(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
-    this.pending.push(copy);
-    this.pendingBytes += copy.length;
-    const limit = (this.cfg.reconnectBufferMs / 1000) * BYTES_PER_SECOND;
-    while (this.pendingBytes > limit) {
-      const old = this.pending.shift();
-      if (old === undefined) break;
-      this.pendingBytes -= old.length;
-      this.countDropped();
-    }
   }
 
   // ----- connection ----------------------------------------------------------------------------------------------
@@ -316,13 +292,11 @@ class DeepgramStream implements SttStream {
   private onDropped(a: Attached, why: string): void {
     this.detach(a);
     this.current = null;
-    const now = Date.now();
-    if (this.reconnectsLeft === 0 && now - a.openedAt >= this.cfg.stableAfterMs) this.reconnectsLeft = 1;
-    if (this.reconnectsLeft === 0) {
-      this.fatal(new ProviderError('deepgram', 'stt', `Deepgram stream at ${this.host} dropped again: ${this.redact(why)}`, { retryable: true }));
+    const dropped = providerFailure('deepgram', 'stt', 'network', `Deepgram stream at ${this.host} dropped again: ${this.redact(why)}`);
+    if (!this.budget.take(dropped, a.openedAt)) {
+      this.fatal(dropped);
       return;
     }
-    this.reconnectsLeft -= 1;
     this.state = 'reconnecting';
     this.log.warn({ host: this.host, reason: this.redact(why) }, 'deepgram stream dropped: reconnecting once');
     void this.reconnect();
@@ -342,9 +316,7 @@ class DeepgramStream implements SttStream {
     if (this.state !== 'reconnecting') return; // close() ran meanwhile and took the new socket down
     this.state = 'open';
     const cur = this.current;
-    const backlog = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
+    const backlog = this.backlog.drain();
     try {
       for (const chunk of backlog) cur?.socket.sendMedia(chunk);
     } catch {
@@ -408,7 +380,7 @@ class DeepgramStream implements SttStream {
         }
         const text = parsed.text.trim();
         if (text === '') return;
-        this.o.onTranscript({ text, final: parsed.final });
+        this.deliver({ text, final: parsed.final });
         return;
       }
       case 'Metadata':
@@ -417,7 +389,7 @@ class DeepgramStream implements SttStream {
         return;
       case 'Error': {
         const description = typeof m.description === 'string' ? m.description : typeof m.message === 'string' ? m.message : 'unknown';
-        this.o.onError?.(new ProviderError('deepgram', 'stt', `Deepgram reported an error: ${this.redact(description)}`, { retryable: true }));
+        this.recoverable(providerFailure('deepgram', 'stt', 'server', `Deepgram reported an error: ${this.redact(description)}`));
         return;
       }
       default:
@@ -427,12 +399,12 @@ class DeepgramStream implements SttStream {
 
   private malformed(what: string): void {
     // Never the content: it may carry the caller's words.
-    this.o.onError?.(new ProviderError('deepgram', 'stt', `malformed message from Deepgram at ${this.host}: ${what}`, { retryable: true }));
+    this.recoverable(providerFailure('deepgram', 'stt', 'malformed', `malformed message from Deepgram at ${this.host}: ${what}`));
   }
 
   // ----- teardown ------------------------------------------------------------------------------------------------
 
-  private async closeGracefully(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
     this.stopTimers();
@@ -454,25 +426,23 @@ class DeepgramStream implements SttStream {
         this.closeWaiter = null;
       }
     }
-    this.shutdown();
-    if (this.droppedFrames > 0) this.log.warn({ dropped_frames: this.droppedFrames }, 'deepgram stream dropped audio');
+    this.release();
   }
 
   /** Synchronous release of everything: timers, listeners, the socket, buffered audio. */
-  private shutdown(): void {
+  private release(): void {
     this.state = 'closed';
     this.stopTimers();
     const cur = this.current;
     this.current = null;
     if (cur !== null) this.detach(cur);
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.backlog.drain();
   }
 
   private stopTimers(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    this.o.signal.removeEventListener('abort', this.onAbort);
+    this.stopListening();
   }
 
   private detach(a: Attached): void {
@@ -495,44 +465,25 @@ class DeepgramStream implements SttStream {
     terminateRaw(s);
   }
 
-  private fatal(err: ProviderError): void {
-    this.shutdown();
-    if (this.fatalReported || this.o.signal.aborted) return;
-    this.fatalReported = true;
-    this.log.warn({ err: err.message }, 'deepgram stream failed');
-    this.o.onFatal(err);
-  }
-
-  private countDropped(): void {
-    if (this.droppedFrames === 0) this.log.warn('deepgram stream cannot keep up: dropping audio');
-    this.droppedFrames += 1;
+  protected override fatal(err: ProviderError): void {
+    this.release();
+    super.fatal(err);
   }
 
   private openError(err: unknown, what: string): ProviderError {
     if (err instanceof ProviderError) return err;
     const raw = err instanceof Error ? err.message : String(err);
     const status = /Unexpected server response: (\d{3})/.exec(raw)?.[1];
-    let why: string;
-    let retryable = true;
+    const say = (why: string): string => `${what} at ${this.host}: ${this.redact(why)}`;
     if (status !== undefined) {
       const code = Number(status);
-      retryable = code >= 500 || code === 429;
-      why =
-        code === 401 || code === 403
-          ? `HTTP ${code}: the API key was refused (check DEEPGRAM_API_KEY)`
-          : `HTTP ${code} at the WebSocket upgrade`;
-    } else if (raw === 'TIMEOUT') {
-      why = `no WebSocket upgrade within ${this.cfg.connectTimeoutMs} ms`;
-    } else if (raw.includes('ECONNREFUSED')) {
-      why = 'connection refused';
-    } else {
-      why = raw;
+      const why = code === 401 || code === 403 ? `HTTP ${code}: the API key was refused (check DEEPGRAM_API_KEY)` : `HTTP ${code} at the WebSocket upgrade`;
+      return providerFailure('deepgram', 'stt', 'http', say(why), { cause: err, status: code });
     }
-    return new ProviderError('deepgram', 'stt', `${what} at ${this.host}: ${this.redact(why)}`, {
-      cause: err,
-      retryable,
-    });
+    if (raw === 'TIMEOUT') return providerFailure('deepgram', 'stt', 'stall', say(`no WebSocket upgrade within ${this.cfg.connectTimeoutMs} ms`), { cause: err });
+    return providerFailure('deepgram', 'stt', 'network', say(raw.includes('ECONNREFUSED') ? 'connection refused' : raw), { cause: err });
   }
+
 }
 
 function parseResults(m: Record<string, unknown>): { text: string; final: boolean } | null {
