@@ -27,7 +27,8 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
 import { ProviderError } from '../../errors.js';
-import type { Logger } from '../../log.js';
+import { SttStreamBase } from '../base/stt.js';
+import { providerFailure } from '../base/failure.js';
 import type { SttOptions, SttProvider, SttStream } from '../types.js';
 
 export interface SphinxSttSettings {
@@ -113,23 +114,18 @@ export function createSphinxStt(settings: SphinxSttSettings): SttProvider {
   };
 }
 
-class SphinxStream implements SphinxSttStream {
+class SphinxStream extends SttStreamBase implements SphinxSttStream {
   private child: ChildProcess | null = null;
   private state: 'starting' | 'running' | 'closed' = 'starting';
   private exited: Promise<void> = Promise.resolve();
-  private closing: Promise<void> | null = null;
-  private fatalReported = false;
   private stdoutRest = '';
   private stderrTail = '';
-  private dropped = 0;
-  private readonly log: Logger;
-  private readonly onAbort = (): void => void this.close();
 
   constructor(
-    private readonly o: SttOptions,
+    o: SttOptions,
     private readonly closeGraceMs: number,
   ) {
-    this.log = o.log.child({ stt: 'sphinx' });
+    super('sphinx', o);
   }
 
   async start(binaryPath: string, args: string[]): Promise<void> {
@@ -162,7 +158,7 @@ class SphinxStream implements SphinxSttStream {
       throw new ProviderError('sphinx', 'stt', 'the call ended before the sphinx decoder started');
     }
     this.state = 'running';
-    this.o.signal.addEventListener('abort', this.onAbort, { once: true });
+    this.listenForAbort();
     this.log.debug({ pid: child.pid, args }, 'sphinx decoder started');
   }
 
@@ -170,25 +166,15 @@ class SphinxStream implements SphinxSttStream {
     return this.child?.pid;
   }
 
-  get droppedFrames(): number {
-    return this.dropped;
-  }
-
   write(pcm: Int16Array): void {
     const stdin = this.child?.stdin;
     if (this.state !== 'running' || stdin == null || pcm.length === 0 || !stdin.writable) return;
     if (stdin.writableLength > MAX_QUEUED_BYTES) {
-      if (this.dropped === 0) this.log.warn('sphinx decoder cannot keep up: dropping audio');
-      this.dropped += 1;
+      this.countDropped();
       return;
     }
     // A copy: the write completes asynchronously and the caller may reuse its buffer.
     stdin.write(Buffer.from(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)));
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
   }
 
   private onStdout(chunk: string): void {
@@ -201,13 +187,8 @@ class SphinxStream implements SphinxSttStream {
         .split(/\s+/)
         .filter((w) => w !== '' && !NOISE_TOKEN.test(w))
         .join(' ');
-      if (text === '' || this.state !== 'running' || this.o.signal.aborted) continue;
-      try {
-        this.o.onTranscript({ text, final: true });
-      } catch (err) {
-        // Inside a stream 'data' handler a throw would be an uncaught exception: the daemon must not die of it.
-        this.log.error({ err }, 'sphinx transcript handler failed');
-      }
+      if (text === '' || this.state !== 'running') continue;
+      this.deliver({ text, final: true });
     }
   }
 
@@ -216,20 +197,16 @@ class SphinxStream implements SphinxSttStream {
     if (signal !== null) this.killGroup();
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.o.signal.removeEventListener('abort', this.onAbort);
-    if (this.fatalReported || this.o.signal.aborted) return;
-    this.fatalReported = true;
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code ?? 'unknown'}`;
     const diagnostic = lastErrorLine(this.stderrTail);
     const hint = code === 127 ? `: not found, ${PACKAGES}` : diagnostic === '' ? '' : `: ${diagnostic}`;
-    const err = new ProviderError('sphinx', 'stt', `the sphinx decoder ${how}${hint}`, { retryable: true });
-    this.log.warn({ err: err.message }, 'sphinx decoder died');
-    this.o.onFatal(err);
+    // A local process that died: there is no reconnect, but a new call may well start one again.
+    this.fatal(providerFailure('sphinx', 'stt', 'network', `the sphinx decoder ${how}${hint}`));
   }
 
-  private async shutdown(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     this.state = 'closed';
-    this.o.signal.removeEventListener('abort', this.onAbort);
+    this.stopListening();
     const child = this.child;
     if (child === null || child.pid === undefined) return; // never started
     if (child.exitCode === null && child.signalCode === null) {
@@ -246,7 +223,6 @@ class SphinxStream implements SphinxSttStream {
     child.stdin?.removeAllListeners();
     child.stdout?.removeAllListeners();
     child.stderr?.removeAllListeners();
-    if (this.dropped > 0) this.log.warn({ dropped_frames: this.dropped }, 'sphinx decoder dropped audio');
   }
 
   /**
