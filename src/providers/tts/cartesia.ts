@@ -10,6 +10,7 @@ import { ProviderError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { describeCause, hostOf, providerFailure, redactorFor } from '../base/failure.js';
 import { TtsSessionBase, TtsTurnBase } from '../base/tts.js';
+import { languageCode } from './language.js';
 import type { TtsProvider, TtsSession, TtsSessionOptions, TtsTurnOptions } from '../types.js';
 
 export interface CartesiaTtsSettings {
@@ -18,7 +19,7 @@ export interface CartesiaTtsSettings {
   baseUrl: string;
   /** Default 'sonic-3'. */
   model?: string;
-  /** Test hook for `ws`: the SDK always dials `wss://`, so a plain local server is reached via `net.connect`. */
+  /** Test hook for `ws`: the SDK always dials `wss://`; a plain local server is reached through `net.connect`. */
   createConnection?: WsClientOptions['createConnection'];
   /** A turn fails (retryable) when the server owes a reply and sends nothing for this long. Default 10 000 ms. */
   stallTimeoutMs?: number;
@@ -32,8 +33,7 @@ const DEFAULT_BASE_URL = 'https://api.cartesia.ai';
 // The SDK's send() silently opens a *new* socket when the old one is CLOSING/CLOSED, which
 // would escape our listeners and close(): never call it unless the socket is OPEN (ws readyState 1).
 const WS_OPEN = 1;
-// Bounded wait for the server's close frame before the socket is destroyed (ws would otherwise wait 30 s).
-const CLOSE_WAIT_MS = 1000;
+const CLOSE_WAIT_MS = 1000; // for the server's close frame, then destroyed (ws would otherwise wait 30 s)
 
 type CartesiaSdk = typeof import('@cartesia/cartesia-js');
 type TtsWsModule = typeof import('@cartesia/cartesia-js/resources/tts/ws');
@@ -140,7 +140,9 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
       continue: continues,
       add_timestamps: true,
     };
-    if (this.options.language !== '') req.language = this.options.language;
+    // Cartesia takes ISO 639-1 codes: ai-manager's `en-US` becomes `en`.
+    const language = languageCode(this.options.language);
+    if (language !== '') req.language = language;
     return req;
   }
 
