@@ -6,7 +6,7 @@ import { AudiosocketServer } from './transports/audiosocket/server.js';
 import { attachAudiosocket } from './transports/audiosocket/attach.js';
 import { CallManager } from './calls/manager.js';
 import { warmUp } from './calls/warm-up.js';
-import { ProviderRegistry } from './providers/provider-registry.js';
+import { ProviderRegistry } from './providers/registry.js';
 import { missingOfflinePackages } from './providers/offline-packages.js';
 import { SiblingClient } from './rpc/sibling-client.js';
 import type { Config, HostPort } from './config.js';

@@ -52,7 +52,25 @@ export interface Config {
     xai: string;
     deepgram: string;
     cartesia: string;
+    /** Keys of the providers added for ai-manager's types (SPEC §3.5), by provider/vendor name. */
+    elevenlabs: string;
+    anthropic: string;
+    gemini: string;
+    groq: string;
+    openrouter: string;
+    deepseek: string;
+    mistral: string;
+    cerebras: string;
+    fireworks: string;
+    perplexity: string;
+    together: string;
+    sambanova: string;
+    nvidia: string;
+    qwen: string;
   };
+  elevenlabsBaseUrl: string;
+  anthropicBaseUrl: string;
+  geminiBaseUrl: string;
   openaiBaseUrl: string;
   deepgramBaseUrl: string;
   cartesiaBaseUrl: string;
@@ -99,6 +117,23 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['CARTESIA_API_KEY', '', 'Cartesia key'],
   ['CARTESIA_BASE_URL', '', 'Cartesia base URL'],
   ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
+  ['ELEVENLABS_API_KEY', '', 'ElevenLabs key (tts_type elevenlabs)'],
+  ['ELEVENLABS_BASE_URL', '', 'ElevenLabs base URL (http(s)://…; the TTS WebSocket is derived from it)'],
+  ['ANTHROPIC_API_KEY', '', 'Anthropic key when ai-manager gives none (llm_type anthropic.<model>)'],
+  ['ANTHROPIC_BASE_URL', '', 'Anthropic base URL'],
+  ['GEMINI_API_KEY', '', 'Google Gemini API key when ai-manager gives none (llm_type gemini.<model>)'],
+  ['GEMINI_BASE_URL', '', 'Gemini API base URL'],
+  ['GROQ_API_KEY', '', 'Groq key (else OPENAI_API_KEY, as before)'],
+  ['OPENROUTER_API_KEY', '', 'OpenRouter key (else OPENAI_API_KEY, as before)'],
+  ['DEEPSEEK_API_KEY', '', 'DeepSeek key (else OPENAI_API_KEY, as before)'],
+  ['MISTRAL_API_KEY', '', 'Mistral key (else OPENAI_API_KEY, as before)'],
+  ['CEREBRAS_API_KEY', '', 'Cerebras key'],
+  ['FIREWORKS_API_KEY', '', 'Fireworks AI key'],
+  ['PERPLEXITY_API_KEY', '', 'Perplexity key'],
+  ['TOGETHER_API_KEY', '', 'Together AI key'],
+  ['SAMBANOVA_API_KEY', '', 'SambaNova key'],
+  ['NVIDIA_API_KEY', '', 'NVIDIA NIM (build.nvidia.com) key'],
+  ['QWEN_API_KEY', '', 'Alibaba Cloud Model Studio (DashScope) key for qwen'],
   ['RESAMPLER_QUALITY', 'sinc_fastest', 'sinc_fastest | sinc_medium | sinc_best'],
   ['IDLE_TIMEOUT_SECONDS', '300', 'No speech either way for this long ends the call (reason idle)'],
   ['MEDIA_CONNECT_TIMEOUT_SECONDS', '30', 'A call created over RPC whose media never connects ends after this long (reason no_media)'],
@@ -266,7 +301,24 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       xai: get('XAI_API_KEY').trim(),
       deepgram: get('DEEPGRAM_API_KEY').trim(),
       cartesia: get('CARTESIA_API_KEY').trim(),
+      elevenlabs: get('ELEVENLABS_API_KEY').trim(),
+      anthropic: get('ANTHROPIC_API_KEY').trim(),
+      gemini: get('GEMINI_API_KEY').trim(),
+      groq: get('GROQ_API_KEY').trim(),
+      openrouter: get('OPENROUTER_API_KEY').trim(),
+      deepseek: get('DEEPSEEK_API_KEY').trim(),
+      mistral: get('MISTRAL_API_KEY').trim(),
+      cerebras: get('CEREBRAS_API_KEY').trim(),
+      fireworks: get('FIREWORKS_API_KEY').trim(),
+      perplexity: get('PERPLEXITY_API_KEY').trim(),
+      together: get('TOGETHER_API_KEY').trim(),
+      sambanova: get('SAMBANOVA_API_KEY').trim(),
+      nvidia: get('NVIDIA_API_KEY').trim(),
+      qwen: get('QWEN_API_KEY').trim(),
     },
+    elevenlabsBaseUrl: url('ELEVENLABS_BASE_URL'),
+    anthropicBaseUrl: url('ANTHROPIC_BASE_URL'),
+    geminiBaseUrl: url('GEMINI_BASE_URL'),
     openaiBaseUrl: url('OPENAI_BASE_URL'),
     deepgramBaseUrl: url('DEEPGRAM_BASE_URL'),
     cartesiaBaseUrl: url('CARTESIA_BASE_URL'),

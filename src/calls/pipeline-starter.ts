@@ -8,7 +8,7 @@ import { ProviderError, messageOf } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { ConversationContext } from '../pipeline/context.js';
 import { VoicePipeline } from '../pipeline/voice-pipeline.js';
-import type { ProviderRegistry } from '../providers/provider-registry.js';
+import type { ProviderRegistry } from '../providers/registry.js';
 import { SileroVad } from '../providers/vad/silero.js';
 import type { Call, TerminateReason } from './call.js';
 import { CallObserver } from './call-observer.js';

@@ -1,23 +1,96 @@
-// Which provider type strings a call may ask for (SPEC §3.3–3.5, §5.1). Create requests are validated here
-// before any side effect, so an unsupported provider is a 400 and never a silent fallback.
+// The one provider registry: which type strings a call may ask for (SPEC §3.3–3.5, §5.1) and how each is built.
+// Create requests are validated here before any side effect, so an unsupported or unconfigured provider is a 400
+// naming the type and what is supported — never a silent fallback. Adding a provider is one file and one line
+// in a table below. Keys come from the configuration or, for the LLM of an ai_call, from ai-manager; they are
+// never logged.
 
-import { BadRequestError } from '../errors.js';
+import type { Config } from '../config.js';
+import { BadRequestError, ProviderError } from '../errors.js';
+import type { LlmPolicy } from './base/llm.js';
+import { createAnthropicLlm } from './llm/anthropic.js';
+import { createEchoLlm } from './llm/echo.js';
+import { createOpenAiLlm } from './llm/openai.js';
+import { createDeepgramStt } from './stt/deepgram.js';
+import { createSphinxStt } from './stt/sphinx.js';
+import { createCartesiaTts, type CartesiaTtsSettings } from './tts/cartesia.js';
+import { createElevenLabsTts } from './tts/elevenlabs.js';
+import { createEspeakTts } from './tts/espeak.js';
+import type { LlmClient, SttProvider, TtsProvider } from './types.js';
 
-export const STT_TYPES = ['deepgram', 'sphinx'] as const;
-export const TTS_TYPES = ['cartesia', 'espeak'] as const;
+export type ProviderSettings = Pick<
+  Config,
+  'keys' | 'openaiBaseUrl' | 'deepgramBaseUrl' | 'cartesiaBaseUrl' | 'elevenlabsBaseUrl' | 'anthropicBaseUrl' | 'geminiBaseUrl' | 'sphinxJsgf'
+>;
+type Keys = Config['keys'];
 
-/** OpenAI-compatible vendors: base URL and the environment key used when ai-manager gives none. */
-export const LLM_VENDORS: Readonly<Record<string, { baseUrl: string; keyName: 'openai' | 'xai' | 'none' }>> = {
-  openai: { baseUrl: 'https://api.openai.com/v1', keyName: 'openai' },
-  grok: { baseUrl: 'https://api.x.ai/v1', keyName: 'xai' },
-  xai: { baseUrl: 'https://api.x.ai/v1', keyName: 'xai' },
-  groq: { baseUrl: 'https://api.groq.com/openai/v1', keyName: 'openai' },
-  openrouter: { baseUrl: 'https://openrouter.ai/api/v1', keyName: 'openai' },
-  ollama: { baseUrl: 'http://127.0.0.1:11434/v1', keyName: 'none' },
-  deepseek: { baseUrl: 'https://api.deepseek.com/v1', keyName: 'openai' },
-  mistral: { baseUrl: 'https://api.mistral.ai/v1', keyName: 'openai' },
+/** Test hooks: how providers reach local fakes. */
+export interface ProviderOverrides {
+  /** How the Cartesia WebSocket reaches a local server (it always dials wss://). */
+  cartesiaCreateConnection?: CartesiaTtsSettings['createConnection'];
+  /** A base URL per LLM vendor instead of its real endpoint. */
+  llmBaseUrl?: (vendor: string) => string | undefined;
+  /** Watchdog/retry policy of every LLM client. */
+  llmPolicy?: LlmPolicy;
+}
+
+interface Entry<T> {
+  create(s: ProviderSettings, o: ProviderOverrides): T;
+  /** What this instance lacks to run it ('' = ready): checked at create time. */
+  missing?(s: ProviderSettings, voiceId: string): string;
+}
+
+const needsKey = (key: (k: Keys) => string, env: string) => (s: ProviderSettings) => (key(s.keys) === '' ? `needs ${env} on this instance` : '');
+
+const STT: Record<string, Entry<SttProvider>> = {
+  deepgram: { create: (s) => createDeepgramStt({ apiKey: s.keys.deepgram, baseUrl: s.deepgramBaseUrl }), missing: needsKey((k) => k.deepgram, 'DEEPGRAM_API_KEY') },
+  sphinx: { create: (s) => createSphinxStt({ jsgfPath: s.sphinxJsgf }) },
 };
 
+const TTS: Record<string, Entry<TtsProvider>> = {
+  cartesia: {
+    create: (s, o) =>
+      createCartesiaTts({ apiKey: s.keys.cartesia, baseUrl: s.cartesiaBaseUrl, ...(o.cartesiaCreateConnection !== undefined ? { createConnection: o.cartesiaCreateConnection } : {}) }),
+    missing: (s, voice) => needsKey((k) => k.cartesia, 'CARTESIA_API_KEY')(s) || (voice === '' ? 'needs a tts_voice_id (or DEFAULT_TTS_VOICE_ID on this instance)' : ''),
+  },
+  elevenlabs: { create: (s) => createElevenLabsTts({ apiKey: s.keys.elevenlabs, baseUrl: s.elevenlabsBaseUrl }), missing: needsKey((k) => k.elevenlabs, 'ELEVENLABS_API_KEY') },
+  espeak: { create: () => createEspeakTts() },
+};
+
+interface LlmVendor {
+  /** The adapter that speaks the vendor's API. */
+  api: 'openai' | 'anthropic';
+  /** '' = the SDK's default endpoint. */
+  baseUrl: string;
+  /** The variable named when no key is found ('' = the server needs none). */
+  keyEnv: string;
+  key(k: Keys): string;
+}
+
+const compatible = (baseUrl: string, keyEnv: string, key: (k: Keys) => string): LlmVendor => ({ api: 'openai', baseUrl, keyEnv, key });
+
+/** `<vendor>` of `llm_type` → its API. OpenAI-compatible vendors use their documented base URLs. */
+export const LLM_VENDORS: Readonly<Record<string, LlmVendor>> = {
+  openai: compatible('https://api.openai.com/v1', 'OPENAI_API_KEY', (k) => k.openai),
+  grok: compatible('https://api.x.ai/v1', 'XAI_API_KEY', (k) => k.xai),
+  xai: compatible('https://api.x.ai/v1', 'XAI_API_KEY', (k) => k.xai),
+  // These four took OPENAI_API_KEY before they had their own variables: it still works as the fallback.
+  groq: compatible('https://api.groq.com/openai/v1', 'GROQ_API_KEY', (k) => k.groq || k.openai),
+  openrouter: compatible('https://openrouter.ai/api/v1', 'OPENROUTER_API_KEY', (k) => k.openrouter || k.openai),
+  deepseek: compatible('https://api.deepseek.com/v1', 'DEEPSEEK_API_KEY', (k) => k.deepseek || k.openai),
+  mistral: compatible('https://api.mistral.ai/v1', 'MISTRAL_API_KEY', (k) => k.mistral || k.openai),
+  ollama: compatible('http://127.0.0.1:11434/v1', '', () => ''),
+  cerebras: compatible('https://api.cerebras.ai/v1', 'CEREBRAS_API_KEY', (k) => k.cerebras),
+  fireworks: compatible('https://api.fireworks.ai/inference/v1', 'FIREWORKS_API_KEY', (k) => k.fireworks),
+  perplexity: compatible('https://api.perplexity.ai', 'PERPLEXITY_API_KEY', (k) => k.perplexity),
+  together: compatible('https://api.together.xyz/v1', 'TOGETHER_API_KEY', (k) => k.together),
+  sambanova: compatible('https://api.sambanova.ai/v1', 'SAMBANOVA_API_KEY', (k) => k.sambanova),
+  nvidia: compatible('https://integrate.api.nvidia.com/v1', 'NVIDIA_API_KEY', (k) => k.nvidia),
+  qwen: compatible('https://dashscope-intl.aliyuncs.com/compatible-mode/v1', 'QWEN_API_KEY', (k) => k.qwen),
+  anthropic: { api: 'anthropic', baseUrl: '', keyEnv: 'ANTHROPIC_API_KEY', key: (k) => k.anthropic },
+};
+
+export const STT_TYPES: readonly string[] = Object.keys(STT);
+export const TTS_TYPES: readonly string[] = Object.keys(TTS);
 /** Offline LLMs that need no network and no key. */
 export const LOCAL_LLM_MODELS = ['echo'] as const;
 
@@ -37,21 +110,73 @@ export function parseLlmType(text: string): LlmType {
       throw new BadRequestError(`llm_type ${text} is not supported (local models: ${LOCAL_LLM_MODELS.join(', ')})`);
     }
   } else if (LLM_VENDORS[vendor] === undefined) {
-    throw new BadRequestError(
-      `llm_type ${text} is not supported: unknown vendor ${vendor} (known: local, ${Object.keys(LLM_VENDORS).join(', ')})`,
-    );
+    throw new BadRequestError(`llm_type ${text} is not supported: unknown vendor ${vendor} (known: local, ${Object.keys(LLM_VENDORS).join(', ')})`);
   }
   return { vendor, model };
 }
 
 export function validateSttType(text: string): void {
-  if (text !== '' && !(STT_TYPES as readonly string[]).includes(text)) {
-    throw new BadRequestError(`stt_type ${text} is not supported (supported: ${STT_TYPES.join(', ')})`);
-  }
+  if (text !== '' && STT[text] === undefined) throw new BadRequestError(`stt_type ${text} is not supported (supported: ${STT_TYPES.join(', ')})`);
 }
 
 export function validateTtsType(text: string): void {
-  if (text !== '' && !(TTS_TYPES as readonly string[]).includes(text)) {
-    throw new BadRequestError(`tts_type ${text} is not supported (supported: ${TTS_TYPES.join(', ')})`);
+  if (text !== '' && TTS[text] === undefined) throw new BadRequestError(`tts_type ${text} is not supported (supported: ${TTS_TYPES.join(', ')})`);
+}
+
+export class ProviderRegistry {
+  private readonly stt = new Map<string, SttProvider>();
+  private readonly tts = new Map<string, TtsProvider>();
+
+  constructor(
+    private readonly settings: ProviderSettings,
+    private readonly overrides: ProviderOverrides = {},
+  ) {}
+
+  /** Refuses a create whose providers cannot work here (a missing key), before anything is written. */
+  checkAvailable(types: { stt: string; tts: string; ttsVoiceId: string }): void {
+    const stt = types.stt === '' ? '' : (STT[types.stt]?.missing?.(this.settings, '') ?? '');
+    if (stt !== '') throw new BadRequestError(`stt_type ${types.stt} ${stt}`);
+    const tts = types.tts === '' ? '' : (TTS[types.tts]?.missing?.(this.settings, types.ttsVoiceId) ?? '');
+    if (tts !== '') throw new BadRequestError(`tts_type ${types.tts} ${tts}`);
+  }
+
+  sttProvider(type: string): SttProvider {
+    return this.build(this.stt, STT, type, 'stt_type');
+  }
+
+  ttsProvider(type: string): TtsProvider {
+    return this.build(this.tts, TTS, type, 'tts_type');
+  }
+
+  /** The LLM of one call. `engineKey` is the AI's key from ai-manager ('' → the environment's key). */
+  llmClient(llmType: string, engineKey: string): LlmClient {
+    const { vendor, model } = parseLlmType(llmType);
+    if (vendor === 'local') return createEchoLlm();
+    const table = LLM_VENDORS[vendor];
+    if (table === undefined) throw new BadRequestError(`llm_type ${llmType} is not supported`);
+    const apiKey = engineKey !== '' ? engineKey : table.key(this.settings.keys);
+    if (apiKey === '' && table.keyEnv !== '') {
+      throw new ProviderError(vendor, 'llm', `no API key for ${vendor}: set ${table.keyEnv} or give the AI an engine_key`);
+    }
+    const baseUrl = this.overrides.llmBaseUrl?.(vendor) ?? this.configuredBaseUrl(vendor) ?? table.baseUrl;
+    const policy = this.overrides.llmPolicy ?? {};
+    if (table.api === 'anthropic') return createAnthropicLlm({ model, apiKey, baseUrl, ...policy });
+    return createOpenAiLlm({ vendor, model, apiKey: apiKey === '' ? 'none' : apiKey, baseUrl, ...policy });
+  }
+
+  /** OPENAI_BASE_URL points the openai vendor elsewhere (a proxy, a local server); likewise ANTHROPIC_BASE_URL. */
+  private configuredBaseUrl(vendor: string): string | undefined {
+    const url = vendor === 'openai' ? this.settings.openaiBaseUrl : vendor === 'anthropic' ? this.settings.anthropicBaseUrl : '';
+    return url === '' ? undefined : url;
+  }
+
+  private build<T>(cache: Map<string, T>, table: Record<string, Entry<T>>, type: string, what: string): T {
+    let p = cache.get(type);
+    if (p !== undefined) return p;
+    const entry = table[type];
+    if (entry === undefined) throw new BadRequestError(`${what} ${type} is not supported (supported: ${Object.keys(table).join(', ')})`);
+    p = entry.create(this.settings, this.overrides);
+    cache.set(type, p);
+    return p;
   }
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { CallListener } from '../../src/calls/call-observer.js';
 import { Metrics } from '../../src/metrics.js';
-import { ProviderRegistry } from '../../src/providers/provider-registry.js';
+import { ProviderRegistry } from '../../src/providers/registry.js';
 import { FakeCartesiaServer } from '../fakes/cartesia-server.js';
 import { FakeDeepgramServer } from '../fakes/deepgram-server.js';
 import { startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/openai-server.js';

@@ -13,7 +13,7 @@ import { connect, createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics.js';
 import { createOpenAiLlm } from '../../src/providers/llm/openai.js';
-import { ProviderRegistry } from '../../src/providers/provider-registry.js';
+import { ProviderRegistry } from '../../src/providers/registry.js';
 import { parseLlmType } from '../../src/providers/registry.js';
 import { createDeepgramStt } from '../../src/providers/stt/deepgram.js';
 import { createCartesiaTts } from '../../src/providers/tts/cartesia.js';

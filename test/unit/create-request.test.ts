@@ -19,7 +19,8 @@ describe('parseCreateRequest', () => {
 
   it.each([
     [{ reference_type: 'call', stt_type: 'whisper' }, /stt_type whisper is not supported/],
-    [{ reference_type: 'call', tts_type: 'elevenlabs' }, /tts_type elevenlabs is not supported/],
+    [{ reference_type: 'call', tts_type: 'playht' }, /tts_type playht is not supported \(supported: cartesia, elevenlabs, espeak/],
+    [{ reference_type: 'call', llm_type: 'dialogflow.x' }, /llm_type dialogflow.x is not supported: unknown vendor dialogflow/],
     [{ reference_type: 'call', llm_type: 'nope' }, /must be <vendor>.<model>/],
     [{ reference_type: 'call', llm_type: 'local.gpt' }, /local models: echo/],
     [{ reference_type: 'task' }, /reference_type must be one of call, ai_call/],
@@ -29,6 +30,24 @@ describe('parseCreateRequest', () => {
     [[1, 2], /JSON object/],
   ])('rejects %j', (body, message) => {
     expect(() => parseCreateRequest(body, 'local.echo')).toThrow(message);
+  });
+
+  it("accepts ai-manager's default TTS, its vendors and its message roles", () => {
+    const r = parseCreateRequest(
+      {
+        reference_type: 'ai_call',
+        tts_type: 'elevenlabs',
+        stt_type: 'deepgram',
+        llm_type: 'anthropic.claude-sonnet-4-5',
+        llm_messages: [{ role: 'function', name: 'f', content: '{}' }, { role: '', content: 'note' }],
+      },
+      'local.echo',
+    );
+    expect(r.tts_type).toBe('elevenlabs');
+    expect(r.llm_messages.map((m) => m.role)).toEqual(['function', '']);
+    for (const vendor of ['cerebras', 'fireworks', 'perplexity', 'together', 'sambanova', 'nvidia', 'qwen', 'deepseek', 'mistral']) {
+      expect(parseLlmType(`${vendor}.some-model`).vendor).toBe(vendor);
+    }
   });
 
   it('parses llm types with either separator and dotted models', () => {
