@@ -9,6 +9,7 @@ import { Metrics } from '../../src/metrics.js';
 import { ProviderRegistry } from '../../src/providers/registry.js';
 import { FakeCartesiaServer } from '../fakes/cartesia-server.js';
 import { FakeDeepgramServer } from '../fakes/deepgram-server.js';
+import { FakeElevenLabsServer } from '../fakes/elevenlabs-server.js';
 import { startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/openai-server.js';
 import { TestCaller, loadPrompt } from '../helpers/caller.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
@@ -20,6 +21,7 @@ const AI_MANAGER = 'bin-manager.ai-manager.request';
 const OPENAI_KEY = 'sk-test-openai-0123456789';
 const DEEPGRAM_KEY = 'dg-test-key-0123456789';
 const CARTESIA_KEY = 'sk_car_test_0123456789';
+const ELEVENLABS_KEY = 'xi_test_key_0123456789';
 
 let services: TestServices;
 let t: TestApp;
@@ -28,14 +30,16 @@ let events: EventSubscription;
 let openai: FakeOpenAiServer;
 let deepgram: FakeDeepgramServer;
 let cartesia: FakeCartesiaServer;
+let elevenlabs: FakeElevenLabsServer;
 const aicalls = new Map<string, { referenceType: string; answerTools: boolean }>();
 const toolRequests: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  [openai, deepgram, cartesia, services] = await Promise.all([
+  [openai, deepgram, cartesia, elevenlabs, services] = await Promise.all([
     startFakeOpenAiServer(),
     FakeDeepgramServer.start({ apiKey: DEEPGRAM_KEY }),
     FakeCartesiaServer.start({ apiKey: CARTESIA_KEY, realtime: true, chunkBytes: 1280 }),
+    FakeElevenLabsServer.start({ apiKey: ELEVENLABS_KEY, chunkIntervalMs: 10 }),
     createTestServices(),
   ]);
   const env = {
@@ -45,6 +49,8 @@ beforeAll(async () => {
     DEEPGRAM_BASE_URL: deepgram.url,
     CARTESIA_API_KEY: CARTESIA_KEY,
     CARTESIA_BASE_URL: cartesia.baseUrl,
+    ELEVENLABS_API_KEY: ELEVENLABS_KEY,
+    ELEVENLABS_BASE_URL: elevenlabs.baseUrl,
   };
   const providers = new ProviderRegistry(testConfig(services, env), { cartesiaCreateConnection: cartesia.createConnection });
   t = await startTestApp(services, env, { providers, metrics: new Metrics({ defaultMetrics: false }) });
@@ -70,7 +76,7 @@ afterAll(async () => {
   await events?.close();
   await rpc?.close();
   await t?.stop();
-  await Promise.allSettled([openai?.close(), deepgram?.close(), cartesia?.close()]);
+  await Promise.allSettled([openai?.close(), deepgram?.close(), cartesia?.close(), elevenlabs?.close()]);
   await services?.dropAll();
 });
 
@@ -241,6 +247,50 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
     } finally {
       await caller.hangup();
     }
+  }, 40_000);
+});
+
+describe("ai-manager's default create", () => {
+  it('an ai_call with ElevenLabs voice EXAVITQu4vr4xnSDxMaL, Deepgram and function/"" roles gets a 200 and a talking bot', async () => {
+    const aicallId = randomUUID();
+    aicalls.set(aicallId, { referenceType: 'call', answerTools: true });
+    const before = openai.requests.length;
+    openai.enqueue({ text: ['Hello from the assistant.', ' How can I help?'] });
+    const id = randomUUID();
+    const reply = await create({
+      id,
+      reference_type: 'ai_call',
+      reference_id: aicallId,
+      llm_type: 'openai.gpt-4o-mini',
+      llm_messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: '', content: 'The caller is known.' },
+        { role: 'assistant', content: null, function_call: { name: 'get_variables', arguments: '{}' } },
+        { role: 'function', name: 'get_variables', content: '{"name":"Ann"}' },
+      ],
+      stt_type: 'deepgram',
+      stt_language: 'en-US',
+      tts_type: 'elevenlabs',
+      tts_language: 'en-US',
+      tts_voice_id: 'EXAVITQu4vr4xnSDxMaL',
+    });
+    expect(reply.status_code).toBe(200);
+    const caller = await TestCaller.dial(t.app.addresses.audiosocket.port, id, 8000);
+    try {
+      await caller.until(() => caller.voiced().length > 20, 'the ElevenLabs greeting on the wire');
+      const upgrade = elevenlabs.upgrades.at(-1);
+      expect(upgrade?.path).toBe('/v1/text-to-speech/EXAVITQu4vr4xnSDxMaL/multi-stream-input');
+      expect(upgrade?.query).toMatchObject({ output_format: 'pcm_16000', language_code: 'en' });
+      const texts = elevenlabs.messages.filter((m) => m.flush === true).map((m) => m.text);
+      expect(texts).toContain('Hello from the assistant. ');
+      const messages = (openai.requests[before]?.body as { messages: Array<Record<string, unknown>> }).messages;
+      expect(messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'tool']);
+      expect(openai.requests[before]?.headers.authorization).toBe('Bearer sk-engine-key-from-ai-manager');
+      expect(elevenlabs.violations).toEqual([]);
+    } finally {
+      await caller.hangup();
+    }
+    await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'terminated');
   }, 40_000);
 });
 
