@@ -13,8 +13,10 @@ import { createOpenAiLlm } from './llm/openai.js';
 import { createDeepgramStt } from './stt/deepgram.js';
 import { createSphinxStt } from './stt/sphinx.js';
 import { createCartesiaTts, type CartesiaTtsSettings } from './tts/cartesia.js';
+import { createDeepgramTts } from './tts/deepgram-tts.js';
 import { createElevenLabsTts } from './tts/elevenlabs.js';
 import { createEspeakTts } from './tts/espeak.js';
+import { createOpenAiTts } from './tts/openai-tts.js';
 import type { LlmClient, SttProvider, TtsProvider } from './types.js';
 
 export type ProviderSettings = Pick<
@@ -54,6 +56,8 @@ const TTS: Record<string, Entry<TtsProvider>> = {
   },
   elevenlabs: { create: (s) => createElevenLabsTts({ apiKey: s.keys.elevenlabs, baseUrl: s.elevenlabsBaseUrl }), missing: needsKey((k) => k.elevenlabs, 'ELEVENLABS_API_KEY') },
   espeak: { create: () => createEspeakTts() },
+  openai: { create: (s) => createOpenAiTts({ apiKey: s.keys.openai, baseUrl: s.openaiBaseUrl }), missing: needsKey((k) => k.openai, 'OPENAI_API_KEY') },
+  deepgram: { create: (s) => createDeepgramTts({ apiKey: s.keys.deepgram, baseUrl: s.deepgramBaseUrl }), missing: needsKey((k) => k.deepgram, 'DEEPGRAM_API_KEY') },
 };
 
 interface LlmVendor {
