@@ -9,6 +9,7 @@ import { BadRequestError, ProviderError } from '../errors.js';
 import type { LlmPolicy } from './base/llm.js';
 import { createAnthropicLlm } from './llm/anthropic.js';
 import { createEchoLlm } from './llm/echo.js';
+import { createGeminiLlm } from './llm/gemini.js';
 import { createOpenAiLlm } from './llm/openai.js';
 import { createDeepgramStt } from './stt/deepgram.js';
 import { createSphinxStt } from './stt/sphinx.js';
@@ -62,7 +63,7 @@ const TTS: Record<string, Entry<TtsProvider>> = {
 
 interface LlmVendor {
   /** The adapter that speaks the vendor's API. */
-  api: 'openai' | 'anthropic';
+  api: 'openai' | 'anthropic' | 'gemini';
   /** '' = the SDK's default endpoint. */
   baseUrl: string;
   /** The variable named when no key is found ('' = the server needs none). */
@@ -91,6 +92,7 @@ export const LLM_VENDORS: Readonly<Record<string, LlmVendor>> = {
   nvidia: compatible('https://integrate.api.nvidia.com/v1', 'NVIDIA_API_KEY', (k) => k.nvidia),
   qwen: compatible('https://dashscope-intl.aliyuncs.com/compatible-mode/v1', 'QWEN_API_KEY', (k) => k.qwen),
   anthropic: { api: 'anthropic', baseUrl: '', keyEnv: 'ANTHROPIC_API_KEY', key: (k) => k.anthropic },
+  gemini: { api: 'gemini', baseUrl: '', keyEnv: 'GEMINI_API_KEY', key: (k) => k.gemini },
 };
 
 export const STT_TYPES: readonly string[] = Object.keys(STT);
@@ -165,12 +167,13 @@ export class ProviderRegistry {
     const baseUrl = this.overrides.llmBaseUrl?.(vendor) ?? this.configuredBaseUrl(vendor) ?? table.baseUrl;
     const policy = this.overrides.llmPolicy ?? {};
     if (table.api === 'anthropic') return createAnthropicLlm({ model, apiKey, baseUrl, ...policy });
+    if (table.api === 'gemini') return createGeminiLlm({ model, apiKey, baseUrl, ...policy });
     return createOpenAiLlm({ vendor, model, apiKey: apiKey === '' ? 'none' : apiKey, baseUrl, ...policy });
   }
 
-  /** OPENAI_BASE_URL points the openai vendor elsewhere (a proxy, a local server); likewise ANTHROPIC_BASE_URL. */
+  /** OPENAI_BASE_URL points the openai vendor elsewhere (a proxy, a local server); likewise ANTHROPIC_/GEMINI_BASE_URL. */
   private configuredBaseUrl(vendor: string): string | undefined {
-    const url = vendor === 'openai' ? this.settings.openaiBaseUrl : vendor === 'anthropic' ? this.settings.anthropicBaseUrl : '';
+    const url = { openai: this.settings.openaiBaseUrl, anthropic: this.settings.anthropicBaseUrl, gemini: this.settings.geminiBaseUrl }[vendor] ?? '';
     return url === '' ? undefined : url;
   }
 

@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 const llm = (over: Partial<AnthropicLlmSettings> = {}) =>
-  createAnthropicLlm({ model: 'claude-test', apiKey: KEY, baseUrl: fake.baseUrl, firstTokenTimeoutMs: 300, idleTimeoutMs: 300, ...over });
+  createAnthropicLlm({ model: 'claude-test', apiKey: KEY, baseUrl: fake.baseUrl, firstTokenTimeoutMs: 5000, idleTimeoutMs: 5000, ...over });
 const USER: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
 const TOOL: LlmTool = { name: 'stop_service', description: 'Ends the AI talk', parameters: { type: 'object', properties: {} } };
 
@@ -116,7 +116,7 @@ describe('Anthropic LLM (official SDK ↔ fake Messages API)', () => {
   it('no first token → stall error within firstTokenTimeoutMs; with retryBackoffMs a refused-then-OK request is retried once', async () => {
     fake.enqueue({ stall: true });
     const t0 = performance.now();
-    const stall = await failure(collect(USER));
+    const stall = await failure(collect(USER, [], new AbortController().signal, llm({ firstTokenTimeoutMs: 300 })));
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(stall.message).toMatch(/no first token within 300 ms/);
 

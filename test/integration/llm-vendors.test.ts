@@ -8,6 +8,7 @@ import { BadRequestError, ProviderError } from '../../src/errors.js';
 import { LLM_VENDORS, ProviderRegistry, parseLlmType } from '../../src/providers/registry.js';
 import type { LlmChunk } from '../../src/providers/types.js';
 import { FakeAnthropicServer } from '../fakes/anthropic-server.js';
+import { FakeGeminiServer } from '../fakes/gemini-server.js';
 import { startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/openai-server.js';
 
 const COMPATIBLE = ['openai', 'grok', 'groq', 'openrouter', 'deepseek', 'mistral', 'cerebras', 'fireworks', 'perplexity', 'together', 'sambanova', 'nvidia', 'qwen'];
@@ -16,18 +17,19 @@ const keyOf = (vendor: string): string => `key-for-${vendor}-0123456789`;
 
 let openai: FakeOpenAiServer;
 let anthropic: FakeAnthropicServer;
+let gemini: FakeGeminiServer;
 
 beforeAll(async () => {
-  [openai, anthropic] = await Promise.all([startFakeOpenAiServer(), FakeAnthropicServer.start(keyOf('anthropic'))]);
+  [openai, anthropic, gemini] = await Promise.all([startFakeOpenAiServer(), FakeAnthropicServer.start(keyOf('anthropic')), FakeGeminiServer.start(keyOf('gemini'))]);
   openai.setHandler(() => ({ text: ['Hi.'] }));
 });
 afterAll(async () => {
-  await Promise.all([openai.close(), anthropic.close()]);
+  await Promise.all([openai.close(), anthropic.close(), gemini.close()]);
 });
 
 function registry(env: Record<string, string>): ProviderRegistry {
   const config = loadConfig({ env: { LOG_LEVEL: 'silent', ...env } });
-  return new ProviderRegistry(config, { llmBaseUrl: (vendor) => (vendor === 'anthropic' ? anthropic.baseUrl : openai.baseUrl) });
+  return new ProviderRegistry(config, { llmBaseUrl: (vendor) => (vendor === 'anthropic' ? anthropic.baseUrl : vendor === 'gemini' ? gemini.baseUrl : openai.baseUrl) });
 }
 
 async function collect(stream: AsyncIterable<LlmChunk>): Promise<LlmChunk[]> {
@@ -68,6 +70,14 @@ describe('LLM vendors through the registry', () => {
     expect(llm.name).toBe('anthropic.claude-sonnet-4-5');
     expect(await collect(llm.stream({ messages: [{ role: 'user', content: 'hi' }], tools: [], signal: new AbortController().signal }))).toEqual([{ type: 'text', text: 'Hello from Claude.' }]);
     expect(anthropic.requests[before]?.body.model).toBe('claude-sonnet-4-5');
+  });
+
+  it('gemini goes through @google/genai and the Gemini API', async () => {
+    const before = gemini.requests.length;
+    gemini.enqueue({ text: ['Hello from Gemini.'] });
+    const llm = registry({ GEMINI_API_KEY: keyOf('gemini') }).llmClient('gemini.gemini-2.5-flash', '');
+    expect(await collect(llm.stream({ messages: [{ role: 'user', content: 'hi' }], tools: [], signal: new AbortController().signal }))).toEqual([{ type: 'text', text: 'Hello from Gemini.' }]);
+    expect(gemini.requests[before]?.path).toBe('/v1beta/models/gemini-2.5-flash:streamGenerateContent');
   });
 
   it('a missing key names the variable to set; unsupported vendors are a 400 listing the supported ones', () => {

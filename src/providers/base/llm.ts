@@ -26,6 +26,8 @@ export interface LlmAdapter {
   toError(err: unknown): ProviderError;
   /** `openai LLM at api.openai.com`: the prefix of the watchdog's messages. */
   readonly where: string;
+  /** Optional: loads what generate() needs (a lazily imported SDK). Not counted against the first-token budget. */
+  prepare?(): Promise<void>;
 }
 
 export interface LlmPolicy {
@@ -50,6 +52,14 @@ export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}):
   async function* attempt(request: LlmRequest, delivered: { any: boolean }): AsyncGenerator<LlmChunk, void, undefined> {
     const { signal } = request;
     if (signal.aborted) return;
+    if (adapter.prepare !== undefined) {
+      try {
+        await adapter.prepare();
+      } catch (err) {
+        throw adapter.toError(err);
+      }
+      if (signal.aborted) return;
+    }
     // One controller per request: it cancels the HTTP exchange on caller abort, on stall, and on early exit.
     // Listening on the caller's (possibly call-long) signal ourselves keeps no listener behind after the turn.
     const controller = new AbortController();

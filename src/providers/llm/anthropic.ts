@@ -12,7 +12,7 @@
 // Streaming: `text_delta` → text; `tool_use` starts and `input_json_delta` pieces are reassembled into complete
 // tool calls, delivered once the message ends. A stream that ends without `stop_reason` was cut off (retryable).
 
-import Anthropic from '@anthropic-ai/sdk';
+import type AnthropicClient from '@anthropic-ai/sdk';
 import type { MessageCreateParamsStreaming, MessageParam, ContentBlockParam, Tool } from '@anthropic-ai/sdk/resources/messages';
 
 import { ProviderError } from '../../errors.js';
@@ -34,6 +34,14 @@ const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 /** The user turn put in front when the bot speaks first: the API refuses a conversation that starts otherwise. */
 export const CALL_CONNECTED = '(The call has just connected.)';
 
+type Sdk = typeof import('@anthropic-ai/sdk');
+let sdk: Promise<Sdk> | undefined;
+/** Loaded when the first call needs it (it costs about a second of startup), then shared. */
+function loadSdk(): Promise<Sdk> {
+  sdk ??= import('@anthropic-ai/sdk');
+  return sdk;
+}
+
 export function createAnthropicLlm(settings: AnthropicLlmSettings): LlmClient {
   return createStreamingLlm(new AnthropicAdapter(settings), settings);
 }
@@ -41,7 +49,8 @@ export function createAnthropicLlm(settings: AnthropicLlmSettings): LlmClient {
 class AnthropicAdapter implements LlmAdapter {
   readonly name: string;
   readonly where: string;
-  private readonly client: Anthropic;
+  private readonly client: Promise<AnthropicClient>;
+  private Anthropic: Sdk['default'] | undefined;
   private readonly redact: (text: string) => string;
 
   constructor(private readonly settings: AnthropicLlmSettings) {
@@ -49,7 +58,16 @@ class AnthropicAdapter implements LlmAdapter {
     this.name = `anthropic.${settings.model}`;
     this.where = `anthropic LLM at ${hostOf(baseURL) || '(invalid base URL)'}`;
     this.redact = redactorFor(settings.apiKey);
-    this.client = new Anthropic({
+    this.client = loadSdk().then(({ default: Anthropic }) => {
+      this.Anthropic = Anthropic;
+      return this.makeClient(Anthropic, baseURL);
+    });
+    this.client.catch(() => undefined); // reported by generate()
+  }
+
+  private makeClient(Anthropic: Sdk['default'], baseURL: string): AnthropicClient {
+    const { settings } = this;
+    return new Anthropic({
       apiKey: settings.apiKey,
       // Explicit, so the SDK never reads ANTHROPIC_BASE_URL/ANTHROPIC_AUTH_TOKEN itself: config comes from one place.
       baseURL,
@@ -58,6 +76,10 @@ class AnthropicAdapter implements LlmAdapter {
       timeout: Math.max(1, Math.ceil(settings.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS)),
       logLevel: 'off',
     });
+  }
+
+  async prepare(): Promise<void> {
+    await this.client;
   }
 
   async *generate(request: LlmRequest, signal: AbortSignal): AsyncGenerator<LlmStep, void, undefined> {
@@ -72,7 +94,7 @@ class AnthropicAdapter implements LlmAdapter {
         ? { tools: request.tools.map((t): Tool => ({ name: t.name, description: t.description, input_schema: t.parameters as Tool['input_schema'] })) }
         : {}),
     };
-    const stream = await this.client.messages.create(body, { signal });
+    const stream = await (await this.client).messages.create(body, { signal });
     const calls = new Map<number, LlmToolCall & { input: unknown }>();
     let stopReason: string | undefined;
     for await (const event of stream) {
@@ -118,8 +140,9 @@ class AnthropicAdapter implements LlmAdapter {
   }
 
   toError(err: unknown): ProviderError {
-    const { name, where } = this;
+    const { name, where, Anthropic } = this;
     if (err instanceof ProviderError) return err;
+    if (Anthropic === undefined) return providerFailure(name, 'llm', 'refused', `the Anthropic SDK cannot be loaded: ${describeCause(err)}`);
     if (err instanceof Anthropic.APIConnectionTimeoutError) {
       return providerFailure(name, 'llm', 'stall', `${where}: no response within ${this.settings.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS} ms`);
     }
