@@ -263,11 +263,11 @@ describe('ping and routing', () => {
     const reply = await rpc.request(SHARED, {
       uri: '/v1/pipecatcalls',
       method: 'POST',
-      data: { id, reference_type: 'call', tts_type: 'elevenlabs' },
+      data: { id, reference_type: 'call', tts_type: 'playht' },
     });
     const body = reply.json as { status_code: number; data: { message: string } };
     expect(body.status_code).toBe(400);
-    expect(body.data.message).toBe('tts_type elevenlabs is not supported (supported: cartesia, espeak)');
+    expect(body.data.message).toBe('tts_type playht is not supported (supported: cartesia, elevenlabs, espeak, openai, deepgram)');
     const get = await rpc.request(SHARED, { uri: `/v1/pipecatcalls/${id}`, method: 'GET' });
     expect((get.json as { status_code: number }).status_code).toBe(404);
     expect(eventsOf('pipecatcall_created', id)).toHaveLength(0);
