@@ -61,9 +61,14 @@ let sdk: Sdk | undefined;
 function loadSdk(): Sdk {
   if (sdk === undefined) {
     const requireCjs = createRequire(import.meta.url);
+    // Only this socket's two schemas: the whole serialization tree takes seconds to load (measured 10 s under load).
+    const schemas = '@elevenlabs/elevenlabs-js/serialization/resources/v1TextToSpeechVoiceIdMultiStreamInput/types';
     sdk = {
       environment: requireCjs('@elevenlabs/elevenlabs-js/environments') as Sdk['environment'],
-      wire: requireCjs('@elevenlabs/elevenlabs-js/serialization') as Serializers,
+      wire: {
+        ...(requireCjs(`${schemas}/SendMessageMulti`) as Pick<Serializers, 'SendMessageMulti'>),
+        ...(requireCjs(`${schemas}/ReceiveMessageMulti`) as Pick<Serializers, 'ReceiveMessageMulti'>),
+      },
     };
   }
   return sdk;
