@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics.js';
 import { encodeMessage, type Message } from '../model/message.js';
 import { encodePipecatcall, isTerminated, type Pipecatcall } from '../model/pipecatcall.js';
 import { isNilUuid } from '../model/uuid.js';
-import type { ProviderRegistry } from '../providers/provider-registry.js';
+import type { ProviderRegistry } from '../providers/registry.js';
 import { Call, type AicallInfo, type TerminateReason } from './call.js';
 import { DEFAULT_VAD_CONFIG, parseCreateRequest, rowOfRequest, type CreateRequest } from './create-request.js';
 import { PipelineStarter } from './pipeline-starter.js';

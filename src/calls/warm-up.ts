@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { PacedOutput, RateFollowingPacedOutput } from '../audio/paced-output.js';
 import { Resampler } from '../audio/resampler.js';
 import type { Config } from '../config.js';
-import { ProviderRegistry } from '../providers/provider-registry.js';
+import { ProviderRegistry } from '../providers/registry.js';
 import { SileroVad } from '../providers/vad/silero.js';
 
 /**
