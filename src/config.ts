@@ -85,6 +85,8 @@ export interface Config {
   /** DTMF from Asterisk: a user turn (`turn`) or only activity (`ignore`: ai-manager forwards key presses itself). */
   audiosocketDtmf: 'turn' | 'ignore';
   logLevel: LogLevel;
+  /** Instance defaults of the per-call turn-taking settings (vad_config keys override them; issue 13). */
+  turns: { falseInterruptionSecs: number; minStopSecs: number; maxStopSecs: number; preemptive: boolean };
 }
 
 /** Every variable the daemon reads, with its default ('' = unset). The order is the README's. */
@@ -142,6 +144,10 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
   ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
   ['LOG_LEVEL', 'info', 'trace | debug | info | warn | error | fatal | silent'],
+  ['TURN_FALSE_INTERRUPTION_SECS', '1.0', 'Barge-in pauses the bot; with no transcript words this long after the onset it resumes (0: cancel at once, the classic barge-in); vad_config.false_interruption_secs'],
+  ['TURN_MIN_STOP_SECS', '0.3', 'Silence that ends a turn whose words are a complete sentence or question (≤ stop_secs); vad_config.min_stop_secs'],
+  ['TURN_MAX_STOP_SECS', '1.6', 'Silence that ends a turn whose words trail off ("and", "um", a comma) (≥ stop_secs); vad_config.max_stop_secs'],
+  ['TURN_PREEMPTIVE_GENERATION', 'on', 'Start the reply on the words at the first pause, thrown away unheard if the turn goes on; vad_config.preemptive_generation'],
 ];
 
 const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
@@ -213,6 +219,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const n = Number(text);
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max) {
       errors.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+      return min;
+    }
+    return n;
+  };
+  const secs = (name: string, min: number, max: number): number => {
+    const text = get(name).trim();
+    const n = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || n < min || n > max) {
+      errors.push(`${name} must be a number of seconds from ${min} to ${max}, got ${JSON.stringify(text)}`);
       return min;
     }
     return n;
@@ -331,6 +346,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     audiosocketHandshakeTimeoutMs: int('AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
     audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),
     logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
+    turns: {
+      falseInterruptionSecs: secs('TURN_FALSE_INTERRUPTION_SECS', 0, 10),
+      minStopSecs: secs('TURN_MIN_STOP_SECS', 0, 10),
+      maxStopSecs: secs('TURN_MAX_STOP_SECS', 0, 10),
+      preemptive: onOff('TURN_PREEMPTIVE_GENERATION'),
+    },
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.
   if (config.callManager && rabbitmqAddress === '') {

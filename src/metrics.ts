@@ -76,7 +76,8 @@ export class Metrics {
   });
   readonly interruptionsTotal = new Counter({
     name: `${PREFIX}interruptions_total`,
-    help: 'Bot turns interrupted by the caller (barge-in)',
+    help: 'Barge-ins by outcome: confirmed (the bot was cancelled) or false (no words came; the bot resumed)',
+    labelNames: ['kind'] as const,
     registers: [this.registry],
   });
   readonly audiosocketFramesTotal = new Counter({
@@ -133,6 +134,24 @@ export class Metrics {
   readonly webhookEventsQueued = new Gauge({
     name: `${PREFIX}webhook_events_queued`,
     help: 'Events waiting to be delivered to EVENTS_WEBHOOK_URL',
+    registers: [this.registry],
+  });
+
+  // Turn-taking (issue 13): each stage of a finished user turn, from its per-turn record (pipeline/turn-record.ts).
+  readonly turnStageSeconds = new Histogram({
+    name: `${PREFIX}turn_stage_seconds`,
+    help:
+      'Stages of a user turn: onset_to_vad_start, barge_in (onset → bot output stopped), speech_end_to_final, ' +
+      'speech_end_to_turn_end, llm_first_token, tts_first_audio, voice_to_voice (speech end → first bot frame), ' +
+      'pipeline_own (the daemon\'s own handoffs)',
+    labelNames: ['stage'] as const,
+    buckets: FINE_SECONDS,
+    registers: [this.registry],
+  });
+  readonly preemptiveGenerationsTotal = new Counter({
+    name: `${PREFIX}preemptive_generations_total`,
+    help: 'Replies started before the user turn ended, by outcome: used, or discarded (the turn went on or changed)',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
 

@@ -57,6 +57,8 @@ export class PacedOutput implements ClockSink {
   /** The last bot frame sent: it primes the converter on a rate change so the converted audio joins it smoothly. */
   private lastBotFrame: Buffer | null = null;
   private closed = false;
+  /** A possible barge-in (issue 13): ticks send silence and keep the queue until unpaused. */
+  private paused = false;
 
   constructor(options: PacedOutputOptions) {
     this.writer = options.writer;
@@ -104,6 +106,10 @@ export class PacedOutput implements ClockSink {
     this.listener = listener;
   }
 
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+  }
+
   /**
    * Switches the output to `converter.toRate` between two ticks: the queued audio (and its partial last frame) is
    * converted and re-queued, so nothing is dropped and the next tick carries on where the last one stopped.
@@ -129,7 +135,7 @@ export class PacedOutput implements ClockSink {
   /** One clock slot: one frame (or, for writers without silence, nothing when the bot is quiet). */
   tick(): void {
     const queue = this.queue;
-    const frame = queue.shift();
+    const frame = this.paused ? undefined : queue.shift();
     if (frame !== undefined) {
       this.writer.write(frame, queue.rate, true);
       this.lastBotFrame = frame;

@@ -4,6 +4,7 @@
 import { messageOf } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { PipelineObserver, Stage } from '../pipeline/observer.js';
+import { turnStages, type TurnRecord } from '../pipeline/turn-record.js';
 import type { Call } from './call.js';
 
 /** Something that follows a call live (RTVI-style notices, SPEC §9). */
@@ -68,9 +69,16 @@ export class CallObserver implements PipelineObserver {
     this.notice('bot-stopped-speaking');
   }
 
-  interrupted(): void {
-    this.metrics.interruptionsTotal.inc();
-    this.call.log.debug('barge-in: bot interrupted');
+  interrupted(kind: 'confirmed' | 'false' = 'confirmed'): void {
+    this.metrics.interruptionsTotal.inc({ kind });
+    this.call.log.debug({ kind }, kind === 'false' ? 'false barge-in: bot resumed' : 'barge-in: bot interrupted');
+  }
+
+  turnCompleted(record: Readonly<TurnRecord>): void {
+    for (const [stage, seconds] of turnStages(record)) this.metrics.turnStageSeconds.observe({ stage }, seconds);
+    const discarded = record.preemptiveRuns - (record.preemptiveUsed ? 1 : 0);
+    if (record.preemptiveUsed) this.metrics.preemptiveGenerationsTotal.inc({ outcome: 'used' });
+    if (discarded > 0) this.metrics.preemptiveGenerationsTotal.inc({ outcome: 'discarded' }, discarded);
   }
 
   providerError(stage: Stage, provider: string, err: unknown): void {

@@ -11,6 +11,11 @@ export interface VadConfig {
   start_secs: number;
   stop_secs: number;
   min_volume: number;
+  /** Turn-taking (issue 13, README "Turn-taking"); absent: the instance's TURN_* defaults. */
+  false_interruption_secs?: number;
+  min_stop_secs?: number;
+  max_stop_secs?: number;
+  preemptive_generation?: boolean;
 }
 
 export const DEFAULT_VAD_CONFIG: Readonly<VadConfig> = Object.freeze({
@@ -63,7 +68,7 @@ function parseVadConfig(v: unknown): VadConfig {
   if (v === undefined || v === null) return { ...DEFAULT_VAD_CONFIG };
   if (typeof v !== 'object' || Array.isArray(v)) throw new BadRequestError('vad_config must be an object');
   const o = v as Record<string, unknown>;
-  const num = (key: keyof VadConfig, min: number, max: number): number => {
+  const num = (key: 'confidence' | 'start_secs' | 'stop_secs' | 'min_volume', min: number, max: number): number => {
     const x = o[key];
     if (x === undefined || x === null) return DEFAULT_VAD_CONFIG[key];
     if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max) {
@@ -71,12 +76,26 @@ function parseVadConfig(v: unknown): VadConfig {
     }
     return x;
   };
-  return {
+  const out: VadConfig = {
     confidence: num('confidence', 0, 1),
     start_secs: num('start_secs', 0, 5),
     stop_secs: num('stop_secs', 0, 10),
     min_volume: num('min_volume', 0, 1),
   };
+  for (const key of ['false_interruption_secs', 'min_stop_secs', 'max_stop_secs'] as const) {
+    const x = o[key];
+    if (x === undefined || x === null) continue;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0 || x > 10) {
+      throw new BadRequestError(`vad_config.${key} must be a number from 0 to 10`);
+    }
+    out[key] = x;
+  }
+  const pre = o.preemptive_generation;
+  if (pre !== undefined && pre !== null) {
+    if (typeof pre !== 'boolean') throw new BadRequestError('vad_config.preemptive_generation must be true or false');
+    out.preemptive_generation = pre;
+  }
+  return out;
 }
 
 /** Parses and validates a create body; `defaultLlmType` fills an absent llm_type. */

@@ -51,11 +51,19 @@ export class PipelineStarter {
             ? { provider: providers.ttsProvider(row.tts_type), voiceId: row.tts_voice_id || config.defaults.ttsVoiceId, language: row.tts_language }
             : null,
         vad: call.vadConfig,
+        turns: {
+          falseInterruptionSecs: call.vadConfig.false_interruption_secs ?? config.turns.falseInterruptionSecs,
+          minStopSecs: call.vadConfig.min_stop_secs ?? config.turns.minStopSecs,
+          maxStopSecs: call.vadConfig.max_stop_secs ?? config.turns.maxStopSecs,
+          preemptive: call.vadConfig.preemptive_generation ?? config.turns.preemptive,
+        },
         createVad: (params, events) =>
           SileroVad.create({
             params,
             onSpeechStart: () => events.onSpeechStart(),
-            onSpeechStop: () => events.onSpeechStop(),
+            onSpeechStop: (atSample) => events.onSpeechStop(atSample),
+            onSpeechOnset: () => events.onSpeechOnset(),
+            onOnsetDropped: () => events.onOnsetDropped(),
             onError: (err) => call.log.warn({ err: messageOf(err) }, 'VAD inference failed; barge-in and turns stop for this call'),
           }),
         createResampler: (from, to) => Resampler.create(from, to, config.resamplerQuality),

@@ -1,6 +1,8 @@
 // The end of the pipeline: bot audio is resampled to the wire rate and queued on the call's sink, and each
 // generation is finalized into the context once — fully when its audio has been played, or with only what was
-// actually spoken when the caller barged in (SPEC §3.4), or at once for text-only replies.
+// actually spoken when the caller barged in (SPEC §3.4), or at once for text-only replies. A possible barge-in
+// pauses the sink (the queue is kept, so a false one resumes exactly where it stopped); a speculative generation's
+// audio is held here until its turn commits, and a thrown-away one leaves no trace in the context.
 
 import type { Resampler } from '../audio/resampler.js';
 import type { TtsWord } from '../providers/types.js';
@@ -10,8 +12,11 @@ import type { ConversationContext } from './context.js';
 import type { Direction, Frame } from './frames.js';
 import type { PipelineObserver } from './observer.js';
 import { FrameProcessor } from './processor.js';
+import type { TurnTracker } from './turn-record.js';
 
 const FRAME_SECONDS = 0.02;
+/** Speculative audio held before its turn commits: two minutes at 16 kHz; a longer reply drops its tail. */
+const MAX_HELD_BYTES = 16_000 * 2 * 120;
 
 interface Generation {
   audio: boolean;
@@ -24,6 +29,10 @@ interface Generation {
   ttsDone: boolean;
   llmDone: boolean;
   endAfterReply: boolean;
+  /** A preemptive generation whose turn has not committed: its audio waits in `held`, nothing is final. */
+  speculative: boolean;
+  held: Buffer[];
+  heldBytes: number;
 }
 
 export class AssistantOutput extends FrameProcessor implements PlaybackListener {
@@ -37,6 +46,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
     private readonly sink: BotAudioSink | null,
     /** TTS rate → wire rate, one converter for the call; null when the rates match. */
     private readonly resampler: Pick<Resampler, 'process' | 'close'> | null,
+    private readonly tracker: TurnTracker | null = null,
   ) {
     super();
     sink?.setPlaybackListener(this);
@@ -59,7 +69,19 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
           ttsDone: false,
           llmDone: false,
           endAfterReply: false,
+          speculative: frame.speculative === true,
+          held: [],
+          heldBytes: 0,
         };
+        return;
+      case 'turn_commit':
+        if (gen !== null && gen.speculative) this.commit(gen);
+        return;
+      case 'bot_pause':
+        this.sink?.setPaused(true);
+        return;
+      case 'bot_resume':
+        this.sink?.setPaused(false);
         return;
       case 'llm_text':
         if (gen !== null) gen.text += frame.text;
@@ -80,6 +102,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
       case 'tts_done':
         if (gen === null) return;
         gen.ttsDone = true;
+        if (gen.speculative) return;
         this.sink?.flush();
         this.maybeFinish();
         return;
@@ -88,6 +111,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
         gen.llmDone = true;
         // A failed generation's text is not published or kept (only what was already spoken counts).
         if (frame.failed) gen.text = '';
+        if (gen.speculative) return;
         if (!gen.audio) this.finalize(gen.text.trim());
         else this.maybeFinish();
         return;
@@ -96,7 +120,8 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
         else this.push({ type: 'end_call', reason: 'stop' }, 'up');
         return;
       case 'interruption':
-        this.interrupt();
+        if (frame.speculative === true) this.discard();
+        else this.interrupt();
         return;
       default:
         return;
@@ -112,23 +137,60 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
       out = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
     }
     if (out.length === 0) return;
+    if (gen.speculative) {
+      if (gen.heldBytes + out.length > MAX_HELD_BYTES) return;
+      // The resampler may hand back a view of its own buffer: keep a copy.
+      gen.held.push(Buffer.from(out));
+      gen.heldBytes += out.length;
+      return;
+    }
     gen.startFrame ??= this.sink.botFramesWritten + this.sink.queuedFrames;
     this.sink.push(out);
+  }
+
+  /** The turn the generation answered has ended as predicted: its held audio goes to the sink now. */
+  private commit(gen: Generation): void {
+    gen.speculative = false;
+    this.bot.generating = true;
+    const held = gen.held;
+    gen.held = [];
+    gen.heldBytes = 0;
+    if (this.sink !== null && gen.audio && held.length > 0) {
+      gen.startFrame ??= this.sink.botFramesWritten + this.sink.queuedFrames;
+      for (const pcm of held) this.sink.push(pcm);
+    }
+    if (gen.ttsDone) this.sink?.flush();
+    if (!gen.audio && gen.llmDone) this.finalize(gen.text.trim());
+    else this.maybeFinish();
+  }
+
+  /** A speculative generation thrown away: nothing of it was heard or goes into the context. */
+  private discard(): void {
+    const gen = this.gen;
+    if (gen === null || !gen.speculative) return;
+    this.gen = null;
   }
 
   /** The generation is complete when the LLM and the TTS are done and its audio has left the queue. */
   private maybeFinish(): void {
     const gen = this.gen;
-    if (gen === null || !gen.llmDone || !gen.ttsDone) return;
+    if (gen === null || gen.speculative || !gen.llmDone || !gen.ttsDone) return;
     if (this.sink !== null && this.sink.queuedFrames > 0) return;
     this.finalize(gen.sentences.join(' ').trim() || gen.text.trim());
   }
 
   private interrupt(): void {
     this.sink?.clear();
+    this.sink?.setPaused(false);
     const gen = this.gen;
     if (gen === null) return;
-    this.observer.interrupted();
+    this.tracker?.replyEnded();
+    if (gen.speculative) {
+      // Nothing of it was heard: thrown away, not an interruption of the bot.
+      this.gen = null;
+      return;
+    }
+    this.observer.interrupted('confirmed');
     this.finalize(gen.audio ? this.spokenText(gen) : gen.text.trim());
   }
 
@@ -153,6 +215,7 @@ export class AssistantOutput extends FrameProcessor implements PlaybackListener 
   }
 
   playbackStarted(): void {
+    this.tracker?.reply('firstBotFrameAt');
     this.bot.speaking = true;
     this.observer.activity();
     this.observer.botStartedSpeaking();

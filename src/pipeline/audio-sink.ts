@@ -15,6 +15,11 @@ export interface BotAudioSink {
   flush(): void;
   /** Barge-in: drops everything queued; the next tick sends silence. */
   clear(): void;
+  /**
+   * A possible barge-in: while paused, ticks send silence and keep the queue (pushes still queue); unpaused,
+   * output goes on with the next queued frame, so nothing is lost or repeated.
+   */
+  setPaused(paused: boolean): void;
   /** Frames queued and not yet written. */
   readonly queuedFrames: number;
   /** Bot (non-silence) frames written since the call started. */

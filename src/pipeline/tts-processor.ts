@@ -5,6 +5,7 @@ import type { TtsSession, TtsTurn } from '../providers/types.js';
 import type { Direction, Frame } from './frames.js';
 import type { PipelineObserver } from './observer.js';
 import { FrameProcessor } from './processor.js';
+import type { TurnTracker } from './turn-record.js';
 
 const MAX_FAILURES = 2;
 
@@ -12,11 +13,14 @@ export class TtsProcessor extends FrameProcessor {
   private current: { turn: TtsTurn; ctrl: AbortController } | null = null;
   private failures = 0;
   private closed = false;
+  /** The generation being spoken is a speculative one (its steps go on the open turn's record). */
+  private speculative = false;
 
   constructor(
     private readonly session: TtsSession,
     private readonly observer: PipelineObserver,
     private readonly callSignal: AbortSignal,
+    private readonly tracker: TurnTracker | null = null,
   ) {
     super();
   }
@@ -27,6 +31,14 @@ export class TtsProcessor extends FrameProcessor {
       return;
     }
     switch (frame.type) {
+      case 'llm_started':
+        this.speculative = frame.speculative === true;
+        this.push(frame);
+        return;
+      case 'turn_commit':
+        this.speculative = false;
+        this.push(frame);
+        return;
       case 'tts_sentence':
         if (this.closed) return;
         (this.current ?? this.startTurn()).turn.say(frame.text);
@@ -50,6 +62,7 @@ export class TtsProcessor extends FrameProcessor {
     const turn = this.session.startTurn({ signal: AbortSignal.any([this.callSignal, ctrl.signal]) });
     const current = { turn, ctrl };
     this.current = current;
+    this.tracker?.reply('ttsRequestAt', this.speculative);
     void this.consume(current);
     return current;
   }
@@ -67,6 +80,7 @@ export class TtsProcessor extends FrameProcessor {
           if (first) {
             first = false;
             this.observer.latency('tts_ttfb', (performance.now() - started) / 1000);
+            this.tracker?.reply('ttsFirstAudioAt', this.speculative);
           }
           this.push({ type: 'tts_audio', pcm: ev.pcm, sampleRate: this.session.sampleRate });
         } else {

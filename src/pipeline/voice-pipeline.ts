@@ -20,6 +20,9 @@ import { Pipeline, type FrameProcessor } from './processor.js';
 import { SentenceProcessor } from './sentence-processor.js';
 import { TtsProcessor } from './tts-processor.js';
 import { UserTurnAggregator } from './turns.js';
+import { EARLY_STOP_SECS, stopBounds, type TurnSettings } from './end-of-turn.js';
+import { SpeculationGate } from './speculation-gate.js';
+import { TurnTracker, type TurnRecord } from './turn-record.js';
 
 export const PIPELINE_RATE = 16_000;
 
@@ -39,7 +42,12 @@ export interface VoicePipelineOptions {
   /** TTS for calls with media and a tts_type. */
   tts: { provider: TtsProvider; voiceId: string; language: string } | null;
   vad: VadParams;
-  createVad(params: VadParams, events: { onSpeechStart(): void; onSpeechStop(): void }): Promise<VoiceActivityDetector>;
+  /** Reversible barge-in, adaptive endpointing and preemptive generation (issue 13); absent: classic turns. */
+  turns?: TurnSettings;
+  createVad(
+    params: VadParams,
+    events: { onSpeechStart(): void; onSpeechStop(atSample?: number): void; onSpeechOnset(): void; onOnsetDropped(): void },
+  ): Promise<VoiceActivityDetector>;
   createResampler(fromRate: number, toRate: number): Promise<Resampler>;
   /** The call's paced output; null for text-only sessions. */
   sink: BotAudioSink | null;
@@ -76,6 +84,7 @@ interface Parts {
   inputResampler: Resampler | null;
   output: SwitchableResampler | null;
   options: VoicePipelineOptions;
+  tracker: TurnTracker;
 }
 
 export class VoicePipeline {
@@ -93,6 +102,11 @@ export class VoicePipeline {
     this.inputReady = false;
   }
 
+  /** The call's user turns so far, oldest first (bounded; see turn-record.ts). */
+  turns(): TurnRecord[] {
+    return this.parts.tracker.records();
+  }
+
   /** Opens the providers and builds the chain. On failure (or a cancelled build) everything opened is closed. */
   static async create(o: VoicePipelineOptions): Promise<VoicePipeline> {
     const opened: Array<() => Promise<void> | void> = [];
@@ -105,8 +119,14 @@ export class VoicePipeline {
     try {
       if (o.signal.aborted) throw new Error('the pipeline build was cancelled');
       const bot = new BotState();
+      const tracker = new TurnTracker(o.observer);
+      const gate = new SpeculationGate(o.observer);
+      // Adaptive endpointing: the VAD reports pauses early and the turn aggregator does the rest of the wait.
+      const bounds = stopBounds(o.vad.stop_secs, o.turns ?? { minStopSecs: Number.NaN, maxStopSecs: Number.NaN });
+      const vadStopSecs = bounds.min < o.vad.stop_secs ? Math.min(EARLY_STOP_SECS, bounds.min) : o.vad.stop_secs;
       const processors: FrameProcessor[] = [];
       let inputResampler: Resampler | null = null;
+      let vadProgress: { analysed(): number } | undefined;
       const hasMedia = o.sink !== null;
       const hasInput = o.stt !== null && hasMedia;
       const audioOut = o.tts !== null && hasMedia;
@@ -123,11 +143,15 @@ export class VoicePipeline {
           opened.push(() => r.close());
         }
         const vadProc = new VadProcessor(vadLeadFor(inputResampler));
-        const detector = await o.createVad(o.vad, {
+        const vadParams = { confidence: o.vad.confidence, start_secs: o.vad.start_secs, stop_secs: vadStopSecs, min_volume: o.vad.min_volume };
+        const detector = await o.createVad(vadParams, {
           onSpeechStart: () => vadProc.speechStarted(),
-          onSpeechStop: () => vadProc.speechStopped(),
+          onSpeechStop: (atSample) => vadProc.push({ type: 'user_stopped_speaking', ...(atSample !== undefined ? { atSample } : {}) }),
+          onSpeechOnset: () => vadProc.push({ type: 'user_onset' }),
+          onOnsetDropped: () => vadProc.push({ type: 'user_onset_dropped' }),
         });
         vadProc.attach(detector);
+        vadProgress = progressOf(detector);
         opened.push(() => vadProc.close());
         const sttProc = new SttProcessor();
         let fatal = false;
@@ -149,23 +173,33 @@ export class VoicePipeline {
         processors.push(vadProc, sttProc);
       }
 
-      processors.push(new UserTurnAggregator(o.context, bot, o.observer, { audio: audioOut, stopSecs: o.vad.stop_secs }));
-      const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, o.observer, signal);
+      processors.push(
+        new UserTurnAggregator(o.context, bot, gate, {
+          audio: audioOut,
+          stopSecs: o.vad.stop_secs,
+          vadStopSecs,
+          ...(o.turns !== undefined ? { turns: o.turns } : {}),
+          tracker,
+          gate,
+          ...(vadProgress !== undefined ? { vadProgress } : {}),
+        }),
+      );
+      const llmProc = new LlmProcessor(o.llm, o.context, o.tools, bot, gate, signal, tracker);
       opened.push(() => llmProc.close());
-      processors.push(llmProc, new SentenceProcessor(o.observer));
+      processors.push(llmProc, new SentenceProcessor(gate));
 
       let outputResampler: SwitchableResampler | null = null;
       if (ttsOpening !== null && o.sink !== null) {
         const session = await ttsOpening;
         ttsOpening = null;
         opened.push(() => session.close());
-        const ttsProc = new TtsProcessor(session, o.observer, signal);
+        const ttsProc = new TtsProcessor(session, gate, signal, tracker);
         opened.push(() => ttsProc.close());
         processors.push(ttsProc);
         // Always a converter object, passthrough while the rates match: the output rate may change later.
         outputResampler = new SwitchableResampler(await o.createResampler(session.sampleRate, o.sink.sampleRate));
       }
-      const output = new AssistantOutput(o.context, bot, o.observer, audioOut ? o.sink : null, outputResampler);
+      const output = new AssistantOutput(o.context, bot, gate, audioOut ? o.sink : null, outputResampler, tracker);
       opened.push(() => output.close());
       processors.push(output);
       if (o.signal.aborted) throw new Error('the pipeline build was cancelled');
@@ -174,7 +208,7 @@ export class VoicePipeline {
         if (direction === 'up' && frame.type === 'end_call') o.onEndCall(frame.reason);
       };
       const pipeline = new Pipeline(processors, exit);
-      return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o });
+      return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o, tracker });
     } catch (err) {
       abort.abort(err);
       if (ttsOpening !== null) opened.push(async () => (await ttsOpening)?.close());
@@ -286,4 +320,15 @@ export class VoicePipeline {
     })();
     return this.closed;
   }
+}
+
+/**
+ * How far a detector has got, when it says (SileroVad's counters; without them turns count silence in wall
+ * time): the samples of its stream it has decided on, every window analysed or dropped.
+ */
+function progressOf(d: VoiceActivityDetector): { analysed(): number } | undefined {
+  const c = d as Partial<Record<'analysedWindows' | 'droppedWindows', unknown>>;
+  if (typeof c.analysedWindows !== 'number') return undefined;
+  const n = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  return { analysed: () => (n(c.analysedWindows) + n(c.droppedWindows)) * 512 };
 }

@@ -108,6 +108,7 @@ export class ManualSink implements BotAudioSink {
   private playing = false;
   botFramesWritten = 0;
   cleared = 0;
+  paused = false;
 
   get queuedFrames(): number {
     return this.frames.length;
@@ -137,9 +138,13 @@ export class ManualSink implements BotAudioSink {
     this.listener = l;
   }
 
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+  }
+
   tick(n = 1): void {
     for (let i = 0; i < n; i++) {
-      if (this.frames.shift() !== undefined) {
+      if (!this.paused && this.frames.shift() !== undefined) {
         this.botFramesWritten++;
         if (!this.playing) {
           this.playing = true;
@@ -177,8 +182,10 @@ export class RecordingObserver implements PipelineObserver {
   }
   botStartedSpeaking(): void {}
   botStoppedSpeaking(): void {}
-  interrupted(): void {
-    this.interruptions++;
+  readonly interruptionKinds: string[] = [];
+  interrupted(kind: 'confirmed' | 'false' = 'confirmed'): void {
+    this.interruptionKinds.push(kind);
+    if (kind === 'confirmed') this.interruptions++;
   }
   providerError(stage: string, provider: string): void {
     this.errors.push([stage, provider]);

@@ -224,11 +224,13 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const speaking = caller.say(await loadPrompt('hello-world'));
       await waitFor(() => notices.some(([type]) => type === 'user-started-speaking'), 'the VAD to hear the caller');
       const detectedAt = notices.find(([type]) => type === 'user-started-speaking')?.[1] ?? 0;
+      // The caller's first words (an interim) confirm the barge-in: without words it would be a false one.
+      deepgram.sendResults('hello', { isFinal: false }, deepgram.last);
       await new Promise((r) => setTimeout(r, 200));
       const after = caller.voiced(detectedAt);
       expect(after.length).toBeLessThanOrEqual(2);
-      expect(openai.abortedCount).toBeGreaterThan(abortedBefore);
-      expect(cartesia.cancels.length).toBeGreaterThan(cancelsBefore);
+      // The words travel through the STT's WebSocket first: on a loaded machine that can take more than 200 ms.
+      await waitFor(() => openai.abortedCount > abortedBefore && cartesia.cancels.length > cancelsBefore, 'the LLM and TTS to be cancelled');
       await speaking;
       deepgram.sendResults('hello world', { isFinal: true, speechFinal: true }, deepgram.last);
       await openai.waitForRequests(requestsBefore + 2);
@@ -243,7 +245,7 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const botLlm = messagesOf(id).filter(([type]) => type === 'message_bot_llm');
       expect(botLlm[0]?.[1]).toBe(spoken?.content);
       const interruptions = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_interruptions_total');
-      expect(interruptions).toMatch(/pipecat_manager_interruptions_total [1-9]/);
+      expect(interruptions).toMatch(/pipecat_manager_interruptions_total\{kind="confirmed"\} [1-9]/);
     } finally {
       await caller.hangup();
     }

@@ -34,6 +34,13 @@ export interface SileroVadOptions {
   onSpeechStart?: (atSample: number) => void;
   /** `atSample`: position just after the window that completed `stop_secs` of non-speech. */
   onSpeechStop?: (atSample: number) => void;
+  /**
+   * The first speech window after quiet: a turn may be starting (barge-in pauses the bot here, long before
+   * `start_secs` confirms it). Followed by onSpeechStart, or by onOnsetDropped when the speech stops short.
+   */
+  onSpeechOnset?: (atSample: number) => void;
+  /** The speech since onSpeechOnset ended before `start_secs`: no turn (a cough, a click, line noise). */
+  onOnsetDropped?: (atSample: number) => void;
   /** An inference failed; the VAD stops analysing (the call's audio is unaffected). */
   onError?: (err: Error) => void;
   /** Backlog of un-analysed audio beyond which the oldest windows are dropped. Default 1 s. */
@@ -372,11 +379,15 @@ export class SileroVad {
         if (speech) {
           this.vadState = 'starting';
           this.run = 1;
+          this.options.onSpeechOnset?.(atSample);
         }
         break;
       case 'starting':
         if (speech) this.run++;
-        else this.vadState = 'quiet';
+        else {
+          this.vadState = 'quiet';
+          this.options.onOnsetDropped?.(atSample);
+        }
         break;
       case 'speaking':
         if (!speech) {
