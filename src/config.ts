@@ -20,6 +20,11 @@ export interface DatabaseConfig {
   user: string;
   password: string;
   database: string;
+  /**
+   * true (default): create the database and apply the migrations at startup. false (DATABASE_MIGRATE=off, for a
+   * user without DDL rights): apply no DDL, only check that the table and columns the daemon needs exist.
+   */
+  migrate?: boolean;
 }
 
 export interface Config {
@@ -99,6 +104,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['PROMETHEUS_ENDPOINT', '/metrics', 'Metrics path'],
   ['DATABASE_DSN', '', 'MySQL/MariaDB, e.g. mysql://root@127.0.0.1:3306/pipecat (the Go form user:pass@tcp(host:port)/db too); unset = embedded SQLite at DATABASE_PATH'],
   ['DATABASE_PATH', 'data/pipecat-manager.sqlite', 'The embedded SQLite file when DATABASE_DSN is unset (created with its directory)'],
+  ['DATABASE_MIGRATE', 'on', 'on: create the MySQL database and apply schema migrations at startup; off: no DDL, only check that the table and columns exist (a MySQL user without DDL rights; SQLite is always migrated)'],
   ['REDIS_ADDRESS', '', 'Redis host:port, e.g. 127.0.0.1:6379; unset = no cache'],
   ['REDIS_PASSWORD', '', 'Redis password'],
   ['REDIS_DATABASE', '1', 'Redis database index'],
@@ -106,7 +112,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['EVENTS_WEBHOOK_URL', '', 'When set, every event is also POSTed here as JSON (retried with backoff, bounded queue)'],
   ['UNKNOWN_CALLS', 'accept', 'Audiosocket connection with an unknown UUID: accept (create a call with the defaults) or reject'],
   ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination (needs RABBITMQ_ADDRESS)'],
-  ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls'],
+  ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls; empty: a create without llm_type is a 400'],
   ['DEFAULT_STT_TYPE', 'sphinx', 'STT for unknown Audiosocket calls'],
   ['DEFAULT_TTS_TYPE', 'espeak', 'TTS for unknown Audiosocket calls'],
   ['DEFAULT_TTS_VOICE_ID', '', 'TTS voice for unknown Audiosocket calls'],
@@ -157,34 +163,9 @@ export function flagName(variable: string): string {
   return variable.toLowerCase().replace(/_/g, '-');
 }
 
-/**
- * Splits `--name value` / `--name=value` flags of known variables from the rest. Unknown flags are errors.
- * Returns the variable values the flags set.
- */
-export function parseConfigFlags(argv: readonly string[]): Record<string, string> {
-  const byFlag = new Map(CONFIG_VARIABLES.map(([name]) => [flagName(name), name]));
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}`);
-    const eq = arg.indexOf('=');
-    const flag = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
-    const name = byFlag.get(flag);
-    if (name === undefined) throw new ConfigError(`unknown flag --${flag} (see --help)`);
-    let value: string | undefined;
-    if (eq >= 0) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-    }
-    if (value === undefined) throw new ConfigError(`flag --${flag} needs a value`);
-    out[name] = value;
-  }
-  return out;
-}
-
 export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
+  /** Values given on the command line, by variable name (src/cmd turns `--database-dsn` into DATABASE_DSN). */
   flags?: Record<string, string>;
   /** Directory whose .env is read; undefined = none. */
   dotenvDir?: string;
@@ -202,12 +183,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const fromFile = sources.dotenvDir !== undefined ? readDotenv(sources.dotenvDir) : {};
   const env = sources.env ?? {};
   const flags = sources.flags ?? {};
+  const errors: string[] = [];
+  for (const name of Object.keys(flags)) if (!KNOWN.has(name)) errors.push(`unknown setting ${name}`);
   const raw = (name: string): string | undefined => {
     if (flags[name] !== undefined) return flags[name];
     if (env[name] !== undefined && KNOWN.has(name)) return env[name];
     return fromFile[name];
   };
-  const errors: string[] = [];
   const get = (name: string): string => {
     const v = raw(name);
     if (v !== undefined) return v;
@@ -261,6 +243,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       errors.push(`DATABASE_DSN: ${(err as Error).message}`);
     }
   }
+  const migrate = oneOf('DATABASE_MIGRATE', ['on', 'off'] as const) === 'on';
+  if (database !== null) database.migrate = migrate;
   const databasePath = get('DATABASE_PATH').trim();
   if (database === null && databasePath === '') errors.push('DATABASE_PATH must not be empty when DATABASE_DSN is unset');
   const redisAddress = get('REDIS_ADDRESS').trim();
@@ -356,6 +340,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.
   if (config.callManager && rabbitmqAddress === '') {
     errors.push('CALL_MANAGER=on needs RABBITMQ_ADDRESS (call-manager is reached over RabbitMQ)');
+  }
+  // An unknown Audiosocket call is created with the defaults; without an LLM every such call would fail.
+  if (config.unknownCalls === 'accept' && config.defaults.llmType === '') {
+    errors.push('UNKNOWN_CALLS=accept needs a DEFAULT_LLM_TYPE (or set UNKNOWN_CALLS=reject)');
   }
   if (errors.length > 0) throw new ConfigError(`invalid configuration: ${errors.join('; ')}`);
   return deepFreeze(config);

@@ -8,7 +8,7 @@ import { AudiosocketClient } from '../transports/audiosocket/client.js';
 import { KIND_HANGUP, isAudioKind, kindForRate } from '../transports/audiosocket/protocol.js';
 import { ReplyRecorder } from '../transports/audiosocket/reply-recorder.js';
 import { parseHostPort, type Config } from '../config.js';
-import { UsageError } from './args.js';
+import { UsageError } from './usage-error.js';
 
 export interface DialOptions {
   wav: string;

@@ -2,30 +2,18 @@
 // it gracefully on SIGTERM/SIGINT. A dependency unreachable at startup is one clear line and exit code 1.
 
 import { App } from '../app.js';
-import { CONFIG_VARIABLES, flagName, loadConfig, parseConfigFlags } from '../config.js';
+import { loadConfig } from '../config.js';
 import { AppError, DependencyError, messageOf } from '../errors.js';
 import { createLogger } from '../log.js';
-
-function usage(): string {
-  const lines = CONFIG_VARIABLES.map(([name, def]) => `  --${flagName(name).padEnd(34)} ${name}${def !== '' ? ` (default ${def.length > 40 ? `${def.slice(0, 37)}...` : def})` : ''}`);
-  return `pipecat-manager — AI voice agent daemon for Asterisk Audiosocket calls
-
-Usage: pipecat-manager [--flag value]...
-Every flag has an environment variable (and .env entry) of the same name:
-${lines.join('\n')}
-`;
-}
+import { HelpShown } from './commander-errors.js';
+import { parseManagerArgs } from './manager-cli.js';
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(usage());
-    return;
-  }
   let config;
   try {
-    config = loadConfig({ env: process.env, flags: parseConfigFlags(argv), dotenvDir: process.cwd() });
+    config = loadConfig({ env: process.env, flags: parseManagerArgs(process.argv.slice(2)), dotenvDir: process.cwd() });
   } catch (err) {
+    if (err instanceof HelpShown) return;
     process.stderr.write(`pipecat-manager: ${messageOf(err)}\n`);
     process.exit(2);
   }

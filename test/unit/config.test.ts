@@ -3,7 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CONFIG_VARIABLES, loadConfig, parseConfigFlags, parseDatabaseDsn, parseHostPort } from '../../src/config.js';
+import { HelpShown } from '../../src/cmd/commander-errors.js';
+import { parseManagerArgs } from '../../src/cmd/manager-cli.js';
+import { UsageError } from '../../src/cmd/usage-error.js';
+import { CONFIG_VARIABLES, flagName, loadConfig, parseDatabaseDsn, parseHostPort } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 describe('loadConfig', () => {
@@ -68,7 +71,7 @@ describe('loadConfig', () => {
     const c = loadConfig({
       dotenvDir: dir,
       env: { REDIS_ADDRESS: '127.0.0.1:6379', REDIS_DATABASE: '5', LOG_LEVEL: 'warn' },
-      flags: parseConfigFlags(['--log-level', 'error']),
+      flags: parseManagerArgs(['--log-level', 'error']),
     });
     expect(c.podIp).toBe('10.1.1.1');
     expect(c.redis?.database).toBe(5);
@@ -89,12 +92,71 @@ describe('loadConfig', () => {
     expect(m).toMatch(/RABBITMQ_ADDRESS must be an amqp/);
   });
 
-  it('rejects unknown flags and flags without values', () => {
-    expect(() => parseConfigFlags(['--no-such-thing', '1'])).toThrow(/unknown flag --no-such-thing/);
-    expect(() => parseConfigFlags(['--pod-ip'])).toThrow(/needs a value/);
-    expect(parseConfigFlags(['--pod-ip=1.2.3.4'])).toEqual({ POD_IP: '1.2.3.4' });
+  it('refuses a setting name it does not know', () => {
+    expect(() => loadConfig({ env: {}, flags: { NO_SUCH_THING: '1' } })).toThrow(/unknown setting NO_SUCH_THING/);
   });
 
+  it('DATABASE_MIGRATE is on or off', () => {
+    const dsn = 'mysql://u@db:3306/calls';
+    expect(loadConfig({ env: { DATABASE_DSN: dsn } }).database?.migrate).toBe(true);
+    expect(loadConfig({ env: { DATABASE_DSN: dsn, DATABASE_MIGRATE: 'off' } }).database?.migrate).toBe(false);
+    expect(loadConfig({ env: { DATABASE_DSN: dsn, DATABASE_MIGRATE: 'ON' } }).database?.migrate).toBe(true);
+    expect(() => loadConfig({ env: { DATABASE_MIGRATE: 'sometimes' } })).toThrow(/DATABASE_MIGRATE must be one of on, off/);
+  });
+
+  it('an empty DEFAULT_LLM_TYPE is kept empty, and refused when unknown calls would need it', () => {
+    const c = loadConfig({ env: { DEFAULT_LLM_TYPE: '', UNKNOWN_CALLS: 'reject' } });
+    expect(c.defaults.llmType).toBe('');
+    expect(() => loadConfig({ env: { DEFAULT_LLM_TYPE: '' } })).toThrow(/UNKNOWN_CALLS=accept needs a DEFAULT_LLM_TYPE/);
+  });
+});
+
+describe('the daemon command line (commander)', () => {
+  it('gives every variable a kebab-case flag, by variable name for loadConfig', () => {
+    for (const [name] of CONFIG_VARIABLES) {
+      expect(parseManagerArgs([`--${flagName(name)}`, 'x']), name).toEqual({ [name]: 'x' });
+    }
+    expect(parseManagerArgs(['--pod-ip=1.2.3.4', '--database-migrate', 'off'])).toEqual({ POD_IP: '1.2.3.4', DATABASE_MIGRATE: 'off' });
+    expect(parseManagerArgs([])).toEqual({});
+  });
+
+  const usageError = (argv: string[]): string => {
+    try {
+      parseManagerArgs(argv);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      return (err as Error).message;
+    }
+    throw new Error(`${argv.join(' ')} was accepted`);
+  };
+
+  it('refuses unknown flags, missing values, repeated flags and stray arguments, naming the flag', () => {
+    expect(usageError(['--no-such-thing', '1'])).toMatch(/unknown option '--no-such-thing'/);
+    expect(usageError(['--log-levl', 'debug'])).toMatch(/unknown option '--log-levl'.*--log-level/);
+    expect(usageError(['--pod-ip'])).toMatch(/'--pod-ip <value>' argument missing/);
+    // A missing value never swallows the next flag.
+    expect(usageError(['--pod-ip', '--log-level', 'debug'])).toMatch(/'--pod-ip <value>'.*value is missing/);
+    expect(usageError(['--pod-ip', 'a', '--pod-ip', 'b'])).toMatch(/--pod-ip.*more than once/);
+    expect(usageError(['serve'])).toMatch(/too many arguments/);
+  });
+
+  it('--help is not an error', () => {
+    const write = process.stdout.write.bind(process.stdout);
+    let out = '';
+    process.stdout.write = ((chunk: string) => {
+      out += chunk;
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      expect(() => parseManagerArgs(['--help'])).toThrow(HelpShown);
+    } finally {
+      process.stdout.write = write;
+    }
+    for (const [name] of CONFIG_VARIABLES) expect(out, name).toContain(`--${flagName(name)} <value>`);
+  });
+});
+
+describe('DSNs and addresses', () => {
   it('accepts the Go DSN form and never echoes a password in errors', () => {
     expect(parseDatabaseDsn('user:secret@tcp(db.local:3307)/calls?parseTime=true')).toEqual({
       host: 'db.local',
