@@ -85,6 +85,8 @@ export interface ControlProgram {
   program: Command;
   /** The result of the command that ran (printed as JSON), once parseAsync resolved. */
   result(): unknown;
+  /** What --help printed (commander writes help itself; it is captured so that the caller decides where it goes). */
+  helpOutput(): string;
   /** The deepest command reached, for a "which subcommand?" error. */
   reached(): Command;
   close(): Promise<void>;
@@ -93,11 +95,18 @@ export interface ControlProgram {
 /** Builds the program. `env`/`dotenvDir` feed loadConfig together with the configuration flags. */
 export function buildControlProgram(env: NodeJS.ProcessEnv, dotenvDir: string): ControlProgram {
   let result: unknown;
+  let help = '';
   let session: ControlSession | null = null;
   const program = throwOnUsageErrors(new Command('pipecat-control'))
     .description('Operator CLI for pipecat-manager: results as JSON on stdout, errors as {"error":"…"} on stderr')
     // The help commander prints when a command is missing would not be JSON; main's error says it instead.
-    .configureOutput({ writeErr: () => undefined, outputError: () => undefined })
+    .configureOutput({
+      writeOut: (text) => {
+        help += text;
+      },
+      writeErr: () => undefined,
+      outputError: () => undefined,
+    })
     .addHelpText('after', '\nExit codes: 0 success, 1 failure, 2 usage error. Run `pipecat-control <command> --help` for its options.');
   let reached: Command = program;
   const track = (group: Command): Command =>
@@ -170,8 +179,8 @@ export function buildControlProgram(env: NodeJS.ProcessEnv, dotenvDir: string): 
     .addOption(idOption(true))
     .addOption(valueOption('--message-text <text>', 'the text (required)'))
     .addOption(valueOption('--message-id <uuid>', 'the message id (default: a new UUID)', uuid))
-    .addOption(valueOption('--run-immediately [bool]', 'let the bot answer at once', bool).preset(true))
-    .addOption(valueOption('--audio-response [bool]', 'speak the answer', bool).preset(true))
+    .addOption(valueOption('--run-immediately [bool]', 'let the bot answer at once', bool).preset('true'))
+    .addOption(valueOption('--audio-response [bool]', 'speak the answer', bool).preset('true'))
     .action(
       run<{ id: string; messageText: string; messageId?: string; runImmediately?: boolean; audioResponse?: boolean }>(
         async (s, o) =>
@@ -224,10 +233,8 @@ export function buildControlProgram(env: NodeJS.ProcessEnv, dotenvDir: string): 
   return {
     program,
     result: () => result,
+    helpOutput: () => help,
     reached: () => reached,
-    close: async () => {
-      const s = session as ControlSession | null;
-      await s?.close();
-    },
+    close: () => session?.close() ?? Promise.resolve(),
   };
 }

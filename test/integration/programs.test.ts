@@ -70,6 +70,20 @@ describe('the daemon at startup', () => {
     expect(r.stderr).toMatch(/UNKNOWN_CALLS must be one of accept, reject/);
   });
 
+  it('refuses an unknown flag or a flag without its value, naming it, exit 2; --help lists every flag', async () => {
+    const typo = await runDaemonToExit(['--log-levl', 'debug'], env);
+    const noValue = await runDaemonToExit(['--pod-ip', '--log-level', 'debug'], env);
+    const help = await runDaemonToExit(['--help'], env);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^pipecat-manager: unknown option '--log-levl'/);
+    expect(noValue.code).toBe(2);
+    expect(noValue.stderr).toMatch(/^pipecat-manager: option '--pod-ip <value>'.*value is missing/);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--database-dsn <value>');
+    expect(help.stdout).toContain('--database-migrate <value>');
+    expect(help.stdout).toMatch(/--log-level <value>.*\[LOG_LEVEL, default info\]/);
+  }, 60_000);
+
   it('serves /healthz, /readyz and the metrics', async () => {
     const health = await fetch(`http://127.0.0.1:${daemon.httpPort}/healthz`);
     expect(health.status).toBe(200);
@@ -127,15 +141,38 @@ describe('pipecat-control', () => {
     expect(json(late.stderr.trim()).error).toMatch(/404/);
   });
 
-  it('usage errors name the flag, exit 2, JSON on stderr', async () => {
-    const bad = await runCli(['pipecatcall', 'get', '--id', 'not-a-uuid'], env);
-    expect(bad.code).toBe(2);
-    expect(json(bad.stderr.trim().split('\n')[0] ?? '').error).toMatch(/--id/);
-    const missing = await runCli(['pipecatcall', 'get'], env);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--id is required/);
-    const unknown = await runCli(['frobnicate'], env);
-    expect(unknown.code).toBe(2);
+  // The real program, as an operator runs it (the full matrix of usage errors runs in-process in
+  // test/unit/control-cli.test.ts).
+  it('usage errors name the option, exit 2, one JSON line on stderr, nothing sent; --help exits 0', async () => {
+    const id = randomUUID();
+    const cases: Array<[string[], RegExp]> = [
+      [['pipecatcall', 'get', '--idd', id], /unknown option '--idd'/],
+      [['pipecatcall', 'get', '--id', '--host-id', 'h'], /'--id <uuid>'.*value is missing \(--host-id is an option\)/],
+      [['pipecatcall', 'get', '--id', 'not-a-uuid'], /'--id <uuid>' argument 'not-a-uuid' is invalid\. not a valid UUID/],
+      [['pipecatcall', 'get'], /required option '--id <uuid>' not specified/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args, env);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(String(json(lines[0] ?? '').error)).toMatch(message);
+    }
+    // None of them reached the daemon: the id the typos carried was never created.
+    const get = await runCli(['pipecatcall', 'get', '--id', id], env);
+    expect(get.code).toBe(1);
+    expect(json(get.stderr.trim()).error).toMatch(/404/);
+    const help = await runCli(['--help'], env);
+    expect(help.code).toBe(0);
+    expect(help.stderr).toBe('');
+    for (const cmd of ['pipecatcall', 'ping', 'call']) expect(help.stdout).toContain(`  ${cmd}`);
+  }, 120_000);
+
+  it('configuration flags override the environment, after the command too', async () => {
+    const r = await runCli(['ping', '--rabbitmq-address', services.rabbitUrl], { ...env, RABBITMQ_ADDRESS: 'amqp://guest:guest@127.0.0.1:1' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r.stdout).host_id).toBe('127.0.0.1');
   });
 
   it('call dial streams a prompt, records paced frames and writes the reply WAV', async () => {

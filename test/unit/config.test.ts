@@ -146,7 +146,7 @@ describe('the daemon command line (commander)', () => {
     process.stdout.write = ((chunk: string) => {
       out += chunk;
       return true;
-    }) as typeof process.stdout.write;
+    });
     try {
       expect(() => parseManagerArgs(['--help'])).toThrow(HelpShown);
     } finally {
