@@ -7,9 +7,15 @@ import { goEncodeValue } from '../model/go-json.js';
 export const RPC_METHODS = ['POST', 'GET', 'PUT', 'DELETE'] as const;
 export type RpcMethod = (typeof RPC_METHODS)[number];
 
+/**
+ * A request's method as routed: one of SPEC §4.1's four, or OTHER for anything else. No route takes OTHER, so
+ * such a request is a 404 like an unknown URI (SPEC §4.4), and metric labels stay a bounded set.
+ */
+export type RequestMethod = RpcMethod | 'OTHER';
+
 export interface RpcRequest {
   uri: string;
-  method: RpcMethod;
+  method: RequestMethod;
   publisher: string;
   dataType: string;
   /** The embedded JSON body, parsed; undefined when the envelope has no `data`. */
@@ -41,17 +47,20 @@ function isMethod(m: string): m is RpcMethod {
   return (RPC_METHODS as readonly string[]).includes(m);
 }
 
-/** Parses a request envelope; anything malformed is a BadRequestError (RPC 400). `request_id` is ignored. */
+/**
+ * Parses a request envelope; anything malformed (not a JSON object, `uri` or `method` not a string) is a
+ * BadRequestError (RPC 400). An unknown method is well-formed: it is routed, and matches nothing. `request_id` is
+ * ignored.
+ */
 export function parseRequest(body: Buffer): RpcRequest {
   const obj = parseObject(body);
   if (obj === undefined) throw new BadRequestError('request is not a JSON object');
   const { uri, method, publisher, data_type: dataType, data } = obj;
   if (typeof uri !== 'string') throw new BadRequestError('request uri must be a string');
   if (typeof method !== 'string') throw new BadRequestError('request method must be a string');
-  if (!isMethod(method)) throw new BadRequestError(`unsupported request method ${JSON.stringify(method)}`);
   return {
     uri,
-    method,
+    method: isMethod(method) ? method : 'OTHER',
     publisher: typeof publisher === 'string' ? publisher : '',
     dataType: typeof dataType === 'string' ? dataType : '',
     data,

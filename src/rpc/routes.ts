@@ -1,5 +1,6 @@
 // The RPC routing table (SPEC §4.4, §5): URI path matched by a regex anchored at the end plus the exact method,
-// first match wins; one small handler per route. Errors become status codes in one place (statusOf).
+// first match wins; a known URI with another method is no match (404, as the old service did); one small
+// handler per route. Errors become status codes in one place (statusOf).
 
 import type { CallManager } from '../calls/manager.js';
 import { parseSendMessage } from '../calls/send-message.js';

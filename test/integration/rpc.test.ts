@@ -140,7 +140,7 @@ describe('envelopes', () => {
   });
 
   it('parses requests and refuses malformed ones with 400', () => {
-    const bad = ['not json', '[1]', 'null', '{"uri":1,"method":"GET"}', '{"uri":"/v1/x"}', '{"uri":"/v1/x","method":"PATCH"}'];
+    const bad = ['not json', '[1]', 'null', '{"uri":1,"method":"GET"}', '{"uri":"/v1/x"}', '{"uri":"/v1/x","method":7}'];
     for (const b of bad) {
       const err = (() => {
         try {
@@ -157,6 +157,8 @@ describe('envelopes', () => {
       Buffer.from('{"uri":"/v1/pipecatcalls","method":"POST","publisher":"ai-manager","data_type":"application/json","data":{"id":"a","n":[1]},"request_id":"r","extra":true}'),
     );
     expect(req).toEqual({ uri: '/v1/pipecatcalls', method: 'POST', publisher: 'ai-manager', dataType: 'application/json', data: { id: 'a', n: [1] } });
+    // A method outside SPEC §4.1's four is well-formed and routed; no route takes it (a 404, not a 400).
+    expect(parseRequest(Buffer.from('{"uri":"/v1/ping","method":"PATCH"}')).method).toBe('OTHER');
     expect(parseRequest(Buffer.from('{"uri":"/v1/ping","method":"GET"}'))).toEqual({
       uri: '/v1/ping',
       method: 'GET',
