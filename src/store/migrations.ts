@@ -1,5 +1,7 @@
-// The MySQL schema as versioned migrations (SPEC §6.2), applied in order at startup by Database.open.
-// Append new versions; never edit one that has shipped, since applied versions are recorded and not re-run.
+// The MySQL schema as versioned migrations (SPEC §6.2), applied in order at startup by Database.open, and the
+// columns the code relies on, checked instead when DATABASE_MIGRATE=off. Append new versions; never edit one
+// that has shipped, since applied versions are recorded and not re-run. A version that adds a column the code
+// reads adds it to PIPECATCALLS_COLUMNS too.
 
 export interface Migration {
   version: number;
@@ -48,4 +50,29 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX idx_pipecat_pipecatcalls_host_id_tm_delete ON pipecat_pipecatcalls (host_id, tm_delete)',
     ],
   },
+];
+
+/** How a column must look for the code to work with it (checked by schema-check.ts). */
+export type ColumnKind = 'uuid' | 'text' | 'json' | 'timestamp';
+
+export const PIPECATCALLS_TABLE = 'pipecat_pipecatcalls';
+
+/** Every column the daemon reads or writes, with what its SQL type must be (SPEC §6.2). */
+export const PIPECATCALLS_COLUMNS: ReadonlyArray<readonly [name: string, kind: ColumnKind]> = [
+  ['id', 'uuid'],
+  ['customer_id', 'uuid'],
+  ['activeflow_id', 'uuid'],
+  ['reference_type', 'text'],
+  ['reference_id', 'uuid'],
+  ['host_id', 'text'],
+  ['llm_type', 'text'],
+  ['llm_messages', 'json'],
+  ['stt_type', 'text'],
+  ['stt_language', 'text'],
+  ['tts_type', 'text'],
+  ['tts_language', 'text'],
+  ['tts_voice_id', 'text'],
+  ['tm_create', 'timestamp'],
+  ['tm_update', 'timestamp'],
+  ['tm_delete', 'timestamp'],
 ];

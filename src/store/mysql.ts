@@ -13,6 +13,7 @@ import type { DatabaseConfig } from '../config.js';
 import { DependencyError, redactSecrets } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MIGRATIONS } from './migrations.js';
+import { checkSchema } from './schema-check.js';
 
 const MIGRATION_LOCK = 'pipecat_manager_migrations';
 const MIGRATION_LOCK_WAIT_SECONDS = 60;
@@ -53,13 +54,17 @@ export class Database {
         conn = await pool.getConnection();
       } catch (err) {
         if (driverCode(err) !== 'ER_BAD_DB_ERROR') throw connectError(where, cfg, err);
+        if (cfg.migrate === false) {
+          throw new DependencyError('mysql', `MySQL database ${cfg.database} at ${where} does not exist (DATABASE_MIGRATE=off creates nothing)`);
+        }
         await createDatabase(cfg, log);
         conn = await pool.getConnection().catch((e: unknown) => {
           throw connectError(where, cfg, e);
         });
       }
       try {
-        await migrate(conn, cfg.database, log);
+        if (cfg.migrate === false) await checkSchema(conn, cfg, where);
+        else await migrate(conn, cfg.database, log);
       } finally {
         conn.release();
       }

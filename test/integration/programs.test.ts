@@ -64,6 +64,13 @@ describe('the daemon at startup', () => {
     expect(r.stderr + r.stdout).not.toContain('hunter2');
   });
 
+  it('DATABASE_MIGRATE=off creates nothing and says what is missing, exit 1', async () => {
+    const database = `pipecat_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    const r = await runDaemonToExit(['--database-migrate', 'off'], { ...env, DATABASE_DSN: `mysql://root@127.0.0.1:3306/${database}` });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(`pipecat-manager: MySQL database ${database} at 127.0.0.1:3306 does not exist (DATABASE_MIGRATE=off creates nothing)`);
+  });
+
   it('rejects an invalid setting with a clear error, exit 2', async () => {
     const r = await runDaemonToExit(['--unknown-calls', 'maybe'], env);
     expect(r.code).toBe(2);
