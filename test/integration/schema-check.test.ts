@@ -22,7 +22,7 @@ const drops: Array<() => Promise<void>> = [];
 
 async function databaseFor(migrated: boolean): Promise<DatabaseConfig> {
   const db = await createTestDatabase();
-  drops.push(db.drop);
+  drops.push(() => db.drop());
   if (migrated) await (await Database.open(db.config, log)).close();
   else await root.query(`CREATE DATABASE ${escapeId(db.config.database)}`);
   for (const host of HOSTS) {
