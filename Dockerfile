@@ -18,10 +18,13 @@ RUN apt-get update \
 WORKDIR /app
 # Production names its services explicitly, so the image never runs standalone (SQLite, no broker) by accident;
 # override the addresses with the deployment's environment.
+# No echo bot as a production default: a create without llm_type is refused (400) instead of answered by
+# local.echo. UNKNOWN_CALLS=reject goes with it (an unknown Audiosocket call would have no LLM).
 ENV NODE_ENV=production \
     DATABASE_DSN=mysql://pipecat@mysql:3306/pipecat \
     REDIS_ADDRESS=redis:6379 \
     RABBITMQ_ADDRESS=amqp://guest:guest@rabbitmq:5672 \
+    DEFAULT_LLM_TYPE= \
     UNKNOWN_CALLS=reject \
     AUDIOSOCKET_DTMF=ignore \
     CALL_MANAGER=on \

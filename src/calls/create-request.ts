@@ -111,6 +111,7 @@ export function parseCreateRequest(data: unknown, defaultLlmType: string): Creat
     throw new BadRequestError(`reference_type must be one of ${REFERENCE_TYPES.join(', ')}, got ${JSON.stringify(referenceType)}`);
   }
   const llmType = stringField(o, 'llm_type') || defaultLlmType;
+  if (llmType === '') throw new BadRequestError('llm_type is required: this instance has no DEFAULT_LLM_TYPE');
   parseLlmType(llmType);
   const sttType = stringField(o, 'stt_type');
   validateSttType(sttType);

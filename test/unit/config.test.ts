@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { HelpShown } from '../../src/cmd/commander-errors.js';
 import { parseManagerArgs } from '../../src/cmd/manager-cli.js';
 import { UsageError } from '../../src/cmd/usage-error.js';
+import { parseCreateRequest } from '../../src/calls/create-request.js';
+import { statusOf } from '../../src/errors.js';
 import { CONFIG_VARIABLES, flagName, loadConfig, parseDatabaseDsn, parseHostPort } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -108,6 +110,38 @@ describe('loadConfig', () => {
     const c = loadConfig({ env: { DEFAULT_LLM_TYPE: '', UNKNOWN_CALLS: 'reject' } });
     expect(c.defaults.llmType).toBe('');
     expect(() => loadConfig({ env: { DEFAULT_LLM_TYPE: '' } })).toThrow(/UNKNOWN_CALLS=accept needs a DEFAULT_LLM_TYPE/);
+  });
+});
+
+/** The variables the Dockerfile's ENV instruction sets (its `NAME=value \\` continuation lines). */
+function dockerfileEnv(): Record<string, string> {
+  const text = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+  const block = /^ENV ((?:.*\\\n)*.*)$/m.exec(text)?.[1] ?? '';
+  const env: Record<string, string> = {};
+  for (const m of block.matchAll(/([A-Z_]+)=(\S*)/g)) env[m[1] ?? ''] = m[2] ?? '';
+  return env;
+}
+
+describe('the production image (Dockerfile) and the local defaults', () => {
+  it('the image configures no echo bot: a create without llm_type is a 400 naming DEFAULT_LLM_TYPE', () => {
+    const env = dockerfileEnv();
+    expect(env).toMatchObject({ DEFAULT_LLM_TYPE: '', UNKNOWN_CALLS: 'reject', CALL_MANAGER: 'on' });
+    const c = loadConfig({ env });
+    expect(c.defaults.llmType).toBe('');
+    let err: unknown;
+    try {
+      parseCreateRequest({ reference_type: 'call' }, c.defaults.llmType);
+    } catch (e) {
+      err = e;
+    }
+    expect(statusOf(err)).toBe(400);
+    expect((err as Error).message).toBe('llm_type is required: this instance has no DEFAULT_LLM_TYPE');
+    // A create that names its LLM is unaffected.
+    expect(parseCreateRequest({ reference_type: 'call', llm_type: 'openai.gpt-4o-mini' }, c.defaults.llmType).llm_type).toBe('openai.gpt-4o-mini');
+  });
+
+  it('locally (no variables) a create without llm_type gets local.echo (SPEC §11)', () => {
+    expect(parseCreateRequest({ reference_type: 'call' }, loadConfig({ env: {} }).defaults.llmType).llm_type).toBe('local.echo');
   });
 });
 
