@@ -9,6 +9,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import { waitUntil } from '../helpers/wait.js';
 
 export interface FakeCartesiaOptions {
   /** When set, the upgrade needs `Authorization: Bearer <apiKey>` (as the SDK sends it) or gets 401. */
@@ -152,11 +153,7 @@ export class FakeCartesiaServer {
 
   /** Polls until `predicate` holds (or throws after `timeoutMs`). */
   async waitFor(predicate: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`fake Cartesia: timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitUntil(`fake Cartesia: ${what}`, predicate, timeoutMs);
   }
 
   /** Drops every connection abruptly (the clients see code 1006). */

@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { waitUntil } from '../helpers/wait.js';
 
 const BYTES_PER_SECOND = 16_000 * 2; // the fake assumes linear16 at 16 kHz mono when timing results
 const MODEL_UUID = '1dbdfb4d-85b2-4659-9831-16b3c76229aa';
@@ -222,11 +223,7 @@ export class FakeDeepgramServer {
 
   /** Resolves when `predicate` holds, polling every 5 ms; rejects after `timeoutMs` naming `what`. */
   async waitFor(predicate: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`fake Deepgram: timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await waitUntil(`fake Deepgram: ${what}`, predicate, timeoutMs);
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@ import { Resampler } from '../../src/audio/resampler.js';
 import { readWav } from '../../src/audio/wav.js';
 import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { KIND_HANGUP, isAudioKind, kindForRate } from '../../src/transports/audiosocket/protocol.js';
+import { waitUntil } from './wait.js';
 
 export const SOUNDS = '/usr/share/asterisk/sounds/en';
 
@@ -101,11 +102,7 @@ export class TestCaller {
 
   /** Waits until `predicate` holds, polling. */
   async until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    const end = performance.now() + timeoutMs;
-    while (!predicate()) {
-      if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await waitUntil(what, predicate, timeoutMs);
   }
 
   /** Silence is sent whenever nothing is queued, as a quiet caller's line does. */

@@ -2,6 +2,7 @@
 // the daemon is checked against an independent implementation: one server-named reply queue per request.
 
 import amqp, { type Channel, type ChannelModel, type MessageProperties } from 'amqplib';
+import { waitUntil } from './wait.js';
 
 const EVENT_EXCHANGE = 'bin-manager.pipecat-manager.event';
 
@@ -36,14 +37,6 @@ export function goRequestBody(req: TestRequest): Buffer {
   };
   if (req.data !== undefined) envelope.data = req.data;
   return Buffer.from(JSON.stringify(envelope));
-}
-
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 export class RpcTestClient {
@@ -93,7 +86,7 @@ export class RpcTestClient {
         contentType: 'text/plain',
         ...(opts.correlationId === undefined ? {} : { correlationId: opts.correlationId }),
       });
-      await until(() => got.reply !== undefined, timeoutMs, `a reply from ${queue}`);
+      await waitUntil(`a reply from ${queue}`, () => got.reply !== undefined, timeoutMs);
       if (got.reply === undefined) throw new Error('unreachable');
       return got.reply;
     } finally {
@@ -135,7 +128,9 @@ export class RpcTestClient {
     return {
       events,
       raw,
-      waitFor: (n, timeoutMs = 5_000) => until(() => events.length >= n, timeoutMs, `${n} events`),
+      waitFor: async (n, timeoutMs = 5_000) => {
+        await waitUntil(`${n} events`, () => events.length >= n, timeoutMs);
+      },
       close: () => ch.close().catch(() => undefined),
     };
   }

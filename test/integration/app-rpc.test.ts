@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
 import { testRedisConfig } from '../helpers/services.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -40,13 +41,8 @@ function eventsOf(type: string, id: string): Array<{ type: string; data: Record<
 }
 
 async function waitEvent(type: string, id: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = eventsOf(type, id)[0];
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`no ${type} event for ${id}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitUntil(`a ${type} event for ${id}`, () => eventsOf(type, id).length > 0, timeoutMs);
+  return eventsOf(type, id)[0] ?? {};
 }
 
 describe('create and get', () => {

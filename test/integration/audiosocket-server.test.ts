@@ -16,6 +16,7 @@ import { AudiosocketServer } from '../../src/transports/audiosocket/server.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import { newUuid, uuidToBytes } from '../../src/model/uuid.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface Harness {
   server: AudiosocketServer;
@@ -115,14 +116,6 @@ function rawPeer(h: Harness): Promise<{ socket: Socket; closed: Promise<void> }>
   });
 }
 
-async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 async function errorCount(h: Harness, kind: string): Promise<number> {
   const m = await h.metrics.audiosocketProtocolErrorsTotal.get();
   return m.values.find((v) => v.labels.kind === kind)?.value ?? 0;
@@ -137,10 +130,10 @@ async function framesCount(h: Harness, direction: 'in' | 'out'): Promise<number>
 async function expectProtocolClose(h: Harness, bytes: Buffer, kind: string): Promise<void> {
   const uuid = newUuid();
   const client = await dial(h, uuid);
-  await waitFor('the call', () => h.conns.length === 1);
+  await waitUntil('the call', () => h.conns.length === 1);
   client.sendRaw(bytes);
   await client.closed;
-  await waitFor('onClose', () => h.closes.has(uuid));
+  await waitUntil('onClose', () => h.closes.has(uuid));
   expect(h.closes.get(uuid)).toEqual(['protocol']);
   expect(await errorCount(h, kind)).toBe(1);
   const warn = h.logs.filter((l) => l.includes(`"kind":"${kind}"`));
@@ -163,7 +156,7 @@ describe('AudiosocketServer', () => {
       arrivals.push(at);
       recorder.add(msg.kind, msg.payload, at);
     });
-    await waitFor('61 frames', () => arrivals.length >= 61, 5000);
+    await waitUntil('61 frames', () => arrivals.length >= 61, 5000);
     expect(h.conns[0]?.uuid).toBe(uuid);
     expect([...kinds]).toEqual([0x10]);
     expect([...sizes]).toEqual([320]);
@@ -179,7 +172,7 @@ describe('AudiosocketServer', () => {
         `p99 ${stats.p99LatenessMs.toFixed(2)} ms, max ${stats.maxLatenessMs.toFixed(2)} ms, late ${stats.framesLate}`,
     );
     client.hangup();
-    await waitFor('onClose', () => h.closes.has(uuid));
+    await waitUntil('onClose', () => h.closes.has(uuid));
     expect(await framesCount(h, 'out')).toBeGreaterThanOrEqual(61);
   });
 
@@ -191,22 +184,22 @@ describe('AudiosocketServer', () => {
     const frame = Buffer.alloc(640);
     for (let i = 0; i < 320; i++) frame.writeInt16LE(1000 + i, i * 2);
     for (let i = 0; i < 5; i++) client.sendAudio(frame, 0x12);
-    await waitFor('the echo', () => received.some((m) => m.payload.equals(frame)));
+    await waitUntil('the echo', () => received.some((m) => m.payload.equals(frame)));
     const first16k = received.findIndex((m) => m.kind === 0x12);
     const after = received.slice(first16k);
     expect(after.every((m) => m.kind === 0x12 && m.payload.length === 640)).toBe(true);
     expect(h.conns[0]?.wireKind).toBe(0x12);
     client.hangup();
     await client.closed;
-    await waitFor('frames in flushed', async () => (await framesCount(h, 'in')) === 5);
+    await waitUntil('frames in flushed', async () => (await framesCount(h, 'in')) === 5);
   });
 
   it('delivers DTMF digits', async () => {
     const h = await start();
     const client = await dial(h);
-    await waitFor('the call', () => h.conns.length === 1);
+    await waitUntil('the call', () => h.conns.length === 1);
     for (const d of '5#A') client.sendDtmf(d);
-    await waitFor('3 digits', () => h.dtmf.length === 3);
+    await waitUntil('3 digits', () => h.dtmf.length === 3);
     expect(h.dtmf).toEqual(['5', '#', 'A']);
   });
 
@@ -214,10 +207,10 @@ describe('AudiosocketServer', () => {
     const h = await start();
     const uuid = newUuid();
     const client = await dial(h, uuid);
-    await waitFor('the call', () => h.conns.length === 1);
+    await waitUntil('the call', () => h.conns.length === 1);
     client.hangup();
     await client.closed;
-    await waitFor('onClose', () => h.closes.has(uuid));
+    await waitUntil('onClose', () => h.closes.has(uuid));
     await sleep(50);
     expect(h.closes.get(uuid)).toEqual(['eof']);
     expect(h.server.connections).toBe(0);
@@ -227,10 +220,10 @@ describe('AudiosocketServer', () => {
     const h = await start();
     const uuid = newUuid();
     const client = await dial(h, uuid);
-    await waitFor('the call', () => h.conns.length === 1);
+    await waitUntil('the call', () => h.conns.length === 1);
     client.sendRaw(encodeMessage(0x00));
     await client.closed;
-    await waitFor('onClose', () => h.closes.has(uuid));
+    await waitUntil('onClose', () => h.closes.has(uuid));
     expect(h.closes.get(uuid)).toEqual(['hangup']);
   });
 
@@ -248,7 +241,7 @@ describe('AudiosocketServer', () => {
     const peer = await rawPeer(h);
     peer.socket.write(encodeMessage(KIND_AUDIO_8K, Buffer.alloc(320)));
     await peer.closed;
-    await waitFor('the count', async () => (await errorCount(h, 'no_uuid')) === 1);
+    await waitUntil('the count', async () => (await errorCount(h, 'no_uuid')) === 1);
     expect(h.conns).toHaveLength(0);
   });
 
@@ -293,7 +286,7 @@ describe('AudiosocketServer', () => {
     const peer = await rawPeer(h);
     peer.socket.end();
     await peer.closed;
-    await waitFor('the count', async () => (await errorCount(h, 'closed_before_uuid')) === 1);
+    await waitUntil('the count', async () => (await errorCount(h, 'closed_before_uuid')) === 1);
     expect(h.server.connections).toBe(0);
   });
 
@@ -317,7 +310,7 @@ describe('AudiosocketServer', () => {
     const uuid = newUuid();
     const client = await dial(h, uuid);
     client.socket.pause();
-    await waitFor('peer_not_reading', () => h.closes.has(uuid), 20_000);
+    await waitUntil('peer_not_reading', () => h.closes.has(uuid), 20_000);
     expect(h.closes.get(uuid)).toEqual(['protocol']);
     expect(await errorCount(h, 'peer_not_reading')).toBe(1);
     expect(maxBuffered).toBeLessThanOrEqual(64 * 1024 + 323);
@@ -335,7 +328,7 @@ describe('AudiosocketServer', () => {
     const a = await dial(h);
     const b = await dial(h);
     const handshaking = await rawPeer(h); // never sends its UUID: its handshake timer is pending
-    await waitFor('two calls', () => h.conns.length === 2 && h.server.connections === 3);
+    await waitUntil('two calls', () => h.conns.length === 2 && h.server.connections === 3);
     const timersOpen = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     await h.server.close();
     await h.server.close(); // idempotent

@@ -7,6 +7,7 @@ import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { KIND_AUDIO_8K } from '../../src/transports/audiosocket/protocol.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -18,14 +19,6 @@ afterEach(async () => {
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function daemon(env: Record<string, string>): Promise<{ t: TestApp; rpc: RpcTestClient; events: EventSubscription; services: TestServices }> {
   const services = await createTestServices();
@@ -62,7 +55,7 @@ describe('IDLE_TIMEOUT_SECONDS', () => {
     const id = randomUUID();
     await rpc.request(SHARED, { uri: '/v1/pipecatcalls', method: 'POST', data: { id, reference_type: 'call' } });
     const started = Date.now();
-    await until(() => typesFor(events, id).includes('pipecatcall_terminated'), 'idle termination', 4000);
+    await waitUntil('idle termination', () => typesFor(events, id).includes('pipecatcall_terminated'), 4000);
     expect(Date.now() - started).toBeGreaterThanOrEqual(800);
     const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
     expect(text).toMatch(/reason="idle"} 1/);
@@ -129,7 +122,7 @@ describe('CALL_MANAGER=on', () => {
     const id = randomUUID();
     const reply = await rpc.request(SHARED, { uri: '/v1/pipecatcalls', method: 'POST', data: { id, reference_type: 'call', reference_id: randomUUID() } });
     expect((reply.json as { status_code: number }).status_code).toBe(500);
-    await until(() => typesFor(events, id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(events, id).includes('pipecatcall_terminated'));
     expect(typesFor(events, id)).toEqual(['pipecatcall_created', 'pipecatcall_terminated']);
   });
 });

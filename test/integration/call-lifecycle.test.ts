@@ -10,6 +10,7 @@ import { KIND_AUDIO_16K, KIND_AUDIO_8K, KIND_HANGUP } from '../../src/transports
 import { ReplyRecorder } from '../../src/transports/audiosocket/reply-recorder.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -33,14 +34,6 @@ afterAll(async () => {
   await t?.stop();
   await services?.dropAll();
 });
-
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function typesFor(id: string): string[] {
   return (events.events as Array<{ type: string; data: { id?: string } }>).filter((e) => e.data.id === id).map((e) => e.type);
@@ -80,7 +73,7 @@ describe('an Audiosocket call', () => {
     expect(wav.sampleRate).toBe(8000);
     const pcm = Buffer.from(wav.samples.buffer, wav.samples.byteOffset, wav.samples.byteLength);
     await client.streamPcm(pcm, KIND_AUDIO_8K);
-    await until(() => typesFor(id).includes('pipecatcall_initialized'), 'pipecatcall_initialized');
+    await waitUntil('pipecatcall_initialized', () => typesFor(id).includes('pipecatcall_initialized'));
 
     const stats = recorder.stats();
     // The prompt lasts ~1.3 s: the daemon answered every 20 ms of it with one 8 kHz frame.
@@ -94,9 +87,9 @@ describe('an Audiosocket call', () => {
     expect(t.app.inspect()).toMatchObject({ calls: 1, audiosocketConnections: 1, clockSinks: 1 });
 
     client.hangup();
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'pipecatcall_terminated');
+    await waitUntil('pipecatcall_terminated', () => typesFor(id).includes('pipecatcall_terminated'));
     expect(typesFor(id)).toEqual(['pipecatcall_created', 'pipecatcall_initialized', 'pipecatcall_terminated']);
-    await until(() => t.app.inspect().audiosocketConnections === 0, 'the socket to close');
+    await waitUntil('the socket to close', () => t.app.inspect().audiosocketConnections === 0);
     expect(t.app.inspect()).toEqual({ calls: 0, audiosocketConnections: 0, clockSinks: 0 });
     const after = resourceCounts();
     expect(after.Timeout ?? 0).toBeLessThanOrEqual(before.Timeout ?? 0);
@@ -111,14 +104,14 @@ describe('an Audiosocket call', () => {
     const frames: Array<[number, number]> = [];
     client.onMessage((msg) => frames.push([msg.kind, msg.payload.length]));
     await client.streamPcm(Buffer.alloc(640 * 15), KIND_AUDIO_16K);
-    await until(() => frames.some(([k]) => k === KIND_AUDIO_16K), '16 kHz frames');
+    await waitUntil('16 kHz frames', () => frames.some(([k]) => k === KIND_AUDIO_16K));
     // 8 kHz from the UUID on until the caller's first audio names its kind, then its kind only.
     const first16 = frames.findIndex(([k]) => k === KIND_AUDIO_16K);
     expect(first16).toBeLessThan(10);
     expect(frames.slice(0, first16).every(([k, n]) => k === KIND_AUDIO_8K && n === 320)).toBe(true);
     expect(frames.slice(first16).every(([k, n]) => k === KIND_AUDIO_16K && n === 640)).toBe(true);
     client.hangup();
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(id).includes('pipecatcall_terminated'));
   });
 
   it('a stop RPC hands the call back to the dialplan with 0x00 and closes the socket', async () => {
@@ -129,7 +122,7 @@ describe('an Audiosocket call', () => {
       if (msg.kind === KIND_HANGUP) hangupSeen = true;
     });
     await client.streamPcm(Buffer.alloc(320 * 5), KIND_AUDIO_8K);
-    await until(() => t.app.calls.session(id) !== undefined, 'the session');
+    await waitUntil('the session', () => t.app.calls.session(id) !== undefined);
     const reply = await rpc.request(HOST, { uri: `/v1/pipecatcalls/${id}/stop`, method: 'POST' });
     expect((reply.json as { status_code: number }).status_code).toBe(200);
     await client.closed;
@@ -141,12 +134,12 @@ describe('an Audiosocket call', () => {
     const id = randomUUID();
     const first = await dial(id);
     await first.streamPcm(Buffer.alloc(320 * 3), KIND_AUDIO_8K);
-    await until(() => t.app.calls.session(id)?.media != null, 'media');
+    await waitUntil('media', () => t.app.calls.session(id)?.media != null);
     const second = await dial(id);
     await second.closed;
     expect(first.isClosed).toBe(false);
     first.hangup();
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(id).includes('pipecatcall_terminated'));
     const third = await dial(id);
     await third.closed;
     expect(typesFor(id).filter((x) => x === 'pipecatcall_created')).toHaveLength(1);
@@ -156,13 +149,13 @@ describe('an Audiosocket call', () => {
     const id = randomUUID();
     const client = await dial(id);
     await client.streamPcm(Buffer.alloc(320 * 3), KIND_AUDIO_8K);
-    await until(() => typesFor(id).includes('pipecatcall_initialized'), 'initialized');
+    await waitUntil('initialized', () => typesFor(id).includes('pipecatcall_initialized'));
     const get = await rpc.request(SHARED, { uri: `/v1/pipecatcalls/${id}`, method: 'GET' });
     const row = (get.json as { data: Record<string, string> }).data;
     expect(row).toMatchObject({ reference_type: 'call', llm_type: 'local.echo', stt_type: 'sphinx', tts_type: 'espeak' });
     expect(row.reference_id).toBe('00000000-0000-0000-0000-000000000000');
     client.hangup();
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(id).includes('pipecatcall_terminated'));
   });
 
   it('a connection whose first message is not the UUID is closed and counted', async () => {

@@ -13,6 +13,7 @@ import { runCli, runDaemonToExit, spawnDaemon, type DaemonProcess } from '../hel
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, type TestServices } from '../helpers/test-app.js';
 import { testRedisConfig } from '../helpers/services.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let services: TestServices;
 let env: Record<string, string>;
@@ -212,23 +213,16 @@ describe('SIGTERM', () => {
     const id = randomUUID();
     const client = await AudiosocketClient.connect({ host: '127.0.0.1', port: daemon.audiosocketPort, uuid: id });
     await client.streamPcm(Buffer.alloc(320 * 10), KIND_AUDIO_8K);
-    await events.waitFor(1);
-    const deadline = Date.now() + 5000;
-    while (!events.events.some((e) => (e as { type: string; data: { id: string } }).type === 'pipecatcall_initialized' && (e as { data: { id: string } }).data.id === id)) {
-      if (Date.now() > deadline) throw new Error('no initialized event');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const hasEvent = (type: string): boolean =>
+      events.events.some((e) => (e as { type: string }).type === type && (e as { data: { id: string } }).data.id === id);
+    await waitUntil('pipecatcall_initialized', () => hasEvent('pipecatcall_initialized'));
     const t0 = Date.now();
     daemon.kill('SIGTERM');
     const code = await daemon.exited;
     expect(code).toBe(0);
     expect(Date.now() - t0).toBeLessThan(5000);
     await client.closed;
-    const deadline2 = Date.now() + 3000;
-    const terminated = (): boolean =>
-      events.events.some((e) => (e as { type: string }).type === 'pipecatcall_terminated' && (e as { data: { id: string } }).data.id === id);
-    while (!terminated() && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 10));
-    expect(terminated()).toBe(true);
+    await waitUntil('pipecatcall_terminated', () => hasEvent('pipecatcall_terminated'), 3000);
     expect(daemon.logs.some((l) => l.msg === 'pipecatcall terminated' && l.reason === 'shutdown')).toBe(true);
   });
 });

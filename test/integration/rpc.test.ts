@@ -30,6 +30,7 @@ import {
 } from '../../src/rpc/topology.js';
 import { closeAllConnections, createTestVhost, type TestVhost } from '../helpers/rabbit.js';
 import { RpcTestClient } from '../helpers/rpc-test-client.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const POD_IP = '10.1.2.3';
 const HOST_QUEUE = perHostQueue(POD_IP);
@@ -50,14 +51,6 @@ const handled: RpcRequest[] = [];
 let waiting = 0;
 let openGate = (): void => undefined;
 let gate = Promise.resolve();
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function handler(req: RpcRequest): Promise<RpcResponse> {
   handled.push(req);
@@ -201,7 +194,7 @@ describe('RpcServer', () => {
     expect(notJson.json).toEqual({ status_code: 400, data_type: 'application/json', data: { message: 'request is not a JSON object' } });
     const uriNumber = await peer.request(HOST_QUEUE, Buffer.from('{"uri":5,"method":"GET"}'));
     expect(uriNumber.json).toMatchObject({ status_code: 400, data: { message: 'request uri must be a string' } });
-    await until(async () => (await observations(metrics.receiveRequestProcessTime, { type: 'invalid' })) === before + 2);
+    await waitUntil('two invalid requests to be counted', async () => (await observations(metrics.receiveRequestProcessTime, { type: 'invalid' })) === before + 2);
   });
 
   it('answers a failing handler with 500 and the reason only', async () => {
@@ -212,20 +205,20 @@ describe('RpcServer', () => {
   it('answers an unknown route with the bare 404', async () => {
     const reply = await peer.request(HOST_QUEUE, { uri: '/v1/nothing', method: 'DELETE' });
     expect(reply.raw.toString()).toBe('{"status_code":404,"data_type":""}');
-    await until(async () => (await observations(metrics.receiveRequestProcessTime, { type: 'notfound', method: 'DELETE' })) === 1);
+    await waitUntil('the DELETE to be counted as notfound', async () => (await observations(metrics.receiveRequestProcessTime, { type: 'notfound', method: 'DELETE' })) === 1);
   });
 
   it('runs handlers concurrently', async () => {
     gate = new Promise<void>((resolve) => (openGate = resolve));
     const replies = Promise.all(Array.from({ length: 5 }, () => peer.request(SHARED_QUEUE, { uri: '/v1/wait', method: 'GET' })));
-    await until(() => waiting === 5);
+    await waitUntil('five handlers waiting', () => waiting === 5);
     openGate();
     expect((await replies).map((r) => r.raw.toString())).toEqual(Array(5).fill('{"status_code":200,"data_type":"application/json","data":{}}'));
   });
 
   it('runs a request without reply_to and acks it', async () => {
     await peer.sendWithoutReplyTo(SHARED_QUEUE, { uri: '/v1/echo', method: 'POST', data: { marker: 'no-reply' } });
-    await until(() => handled.some((r) => (r.data as { marker?: string } | undefined)?.marker === 'no-reply'));
+    await waitUntil('the request without reply_to to be handled', () => handled.some((r) => (r.data as { marker?: string } | undefined)?.marker === 'no-reply'));
     const q = await peer.withChannel((ch) => ch.checkQueue(SHARED_QUEUE));
     expect(q.messageCount).toBe(0);
     expect(q.consumerCount).toBe(1);
@@ -257,14 +250,14 @@ describe('RpcServer', () => {
 
     // A fast request is acked once handled: it must not come back when the connection goes.
     await peer.sendWithoutReplyTo(queue, { uri: '/v1/fast', method: 'POST' });
-    await until(async () => (await observations(metrics.receiveRequestProcessTime, { type: 'ack/v1/fast' })) === 1);
+    await waitUntil('the fast request to be counted', async () => (await observations(metrics.receiveRequestProcessTime, { type: 'ack/v1/fast' })) === 1);
 
     await peer.sendWithoutReplyTo(queue, { uri: '/v1/slow', method: 'POST' });
-    await until(() => slowStarted);
+    await waitUntil('the slow handler to start', () => slowStarted);
     expect((await peer.withChannel((ch) => ch.checkQueue(queue))).messageCount).toBe(0); // delivered, not acked
 
     await b2.close(); // the handler is still running: its message goes back to the queue
-    await until(async () => (await peer.withChannel((ch) => ch.checkQueue(queue))).messageCount === 1);
+    await waitUntil('the unacked request to be back on its queue', async () => (await peer.withChannel((ch) => ch.checkQueue(queue))).messageCount === 1);
     const back = await peer.withChannel((ch) => ch.get(queue, { noAck: true }));
     expect(back && back.fields.redelivered).toBe(true);
     expect(back && JSON.parse(back.content.toString())).toMatchObject({ uri: '/v1/slow' });

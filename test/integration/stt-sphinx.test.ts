@@ -16,6 +16,7 @@ import { readWav } from '../../src/audio/wav.js';
 import { ProviderError } from '../../src/errors.js';
 import { createSphinxStt, type SphinxSttSettings, type SphinxSttStream } from '../../src/providers/stt/sphinx.js';
 import type { SttTranscript } from '../../src/providers/types.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SOUNDS = '/usr/share/asterisk/sounds/en';
 const TRANSCRIPTS = '/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz';
@@ -118,14 +119,6 @@ function silence(seconds: number): Int16Array {
   return new Int16Array(Math.round(16_000 * seconds));
 }
 
-async function until(predicate: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 /** The pid of the pocketsphinx_continuous under the stream's shell. */
 function decoderPid(stream: SphinxSttStream): number {
   const line = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(stream.pid)])
@@ -216,7 +209,7 @@ describe('sphinx STT (Debian pocketsphinx_continuous) on Asterisk prompts', () =
         await feed(h.stream, silence(0.3));
         await feed(h.stream, await prompt16k(name));
         await feed(h.stream, silence(1.0));
-        await until(() => h.transcripts.length > 0, `the transcript of ${name}`);
+        await waitUntil(`the transcript of ${name}`, () => h.transcripts.length > 0);
         await sleep(300);
         expect(h.fatals).toEqual([]);
         expect(h.stream.droppedFrames).toBe(0);
@@ -291,7 +284,7 @@ describe('sphinx STT (Debian pocketsphinx_continuous) on Asterisk prompts', () =
     writeFileSync(hung, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
     const h = await open({ binary: hung, closeGraceMs: 100 });
     const pid = h.stream.pid!;
-    await until(() => groupOf(pid).some((p) => p.comm === 'sleep'), 'the hung decoder to run', 3000);
+    await waitUntil('the hung decoder to run', () => groupOf(pid).some((p) => p.comm === 'sleep'), 3000);
     const group = groupOf(pid);
     const t0 = Date.now();
     await h.stream.close();
@@ -304,7 +297,7 @@ describe('sphinx STT (Debian pocketsphinx_continuous) on Asterisk prompts', () =
     const h = await open();
     const pid = h.stream.pid!;
     h.controller.abort();
-    await until(() => !groupAlive(pid), 'the process group to be gone', 3000);
+    await waitUntil('the process group to be gone', () => !groupAlive(pid), 3000);
     expect(h.fatals).toEqual([]);
   });
 

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { ProviderError } from '../../src/errors.js';
 import { createEspeakTts } from '../../src/providers/tts/espeak.js';
 import type { TtsEvent, TtsSession, TtsTurn, TtsWord } from '../../src/providers/types.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const log = pino({ level: 'silent' });
 const tmp = mkdtempSync(join(tmpdir(), 'tts-espeak-'));
@@ -56,15 +57,6 @@ function espeakChildren(): Array<{ pid: number; state: string }> {
     if (comm === 'espeak-ng' && Number(ppid) === process.pid) out.push({ pid: Number(name), state: state ?? '?' });
   }
   return out;
-}
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const t0 = performance.now();
-  while (!predicate()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  return performance.now() - t0;
 }
 
 async function errorOf(p: Promise<unknown>): Promise<ProviderError> {
@@ -125,12 +117,12 @@ describe('espeak-ng TTS provider (real espeak-ng)', () => {
     expect((await it.next()).value).toMatchObject({ type: 'words' });
     expect((await it.next()).value).toMatchObject({ type: 'audio' });
     // Not reading more: the queue fills, stdout is paused, and espeak-ng blocks on its pipe mid-sentence.
-    await waitFor(() => espeakChildren().length === 1, 1000, 'the espeak-ng child');
+    await waitUntil('the espeak-ng child', () => espeakChildren().length === 1, 1000);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(espeakChildren()).toHaveLength(1);
 
     ac.abort();
-    const gone = await waitFor(() => espeakChildren().length === 0, 1000, 'espeak-ng to be killed and reaped');
+    const gone = await waitUntil('espeak-ng to be killed and reaped', () => espeakChildren().length === 0, 1000);
     expect(gone).toBeLessThan(200);
     const t0 = performance.now();
     expect(await it.next()).toEqual({ done: true, value: undefined });
@@ -146,7 +138,7 @@ describe('espeak-ng TTS provider (real espeak-ng)', () => {
     const it = turn.events()[Symbol.asyncIterator]();
     await it.next();
     await it.next();
-    await waitFor(() => espeakChildren().length === 1, 1000, 'the espeak-ng child');
+    await waitUntil('the espeak-ng child', () => espeakChildren().length === 1, 1000);
     await session.close();
     expect(espeakChildren()).toEqual([]);
     expect(await it.next()).toEqual({ done: true, value: undefined });

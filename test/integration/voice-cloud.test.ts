@@ -14,6 +14,7 @@ import { startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/openai-se
 import { TestCaller, loadPrompt } from '../helpers/caller.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, testConfig, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -84,14 +85,6 @@ type Ev = { type: string; data: { pipecatcall_id?: string; id?: string; text?: s
 const messagesOf = (id: string): Array<[string, string]> =>
   (events.events as Ev[]).filter((e) => e.data.pipecatcall_id === id).map((e) => [e.type, e.data.text ?? '']);
 const callEvents = (id: string): string[] => (events.events as Ev[]).filter((e) => e.data.id === id).map((e) => e.type);
-
-async function waitFor(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function create(data: Record<string, unknown>): Promise<{ status_code: number; data: Record<string, unknown> }> {
   const reply = await rpc.request(SHARED, { uri: '/v1/pipecatcalls', method: 'POST', data });
@@ -171,7 +164,7 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       expect(openai.requests[requestsBefore]?.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
 
       await caller.until(() => caller.voiced(speechEnd).length > 12, 'the spoken answer');
-      await waitFor(() => messagesOf(id).filter(([type]) => type === 'message_bot_llm').length === 2, 'the second message_bot_llm');
+      await waitUntil('the second message_bot_llm', () => messagesOf(id).filter(([type]) => type === 'message_bot_llm').length === 2);
       // 8 kHz 0x10 from the UUID until the caller's first audio names its kind (at most a frame or two here, as
       // the caller starts sending at once), then the caller's kind only.
       const firstOfKind = caller.frames.findIndex((f) => f.kind === kind);
@@ -202,7 +195,7 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
     } finally {
       await caller.hangup();
     }
-    await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => callEvents(id).includes('pipecatcall_terminated'));
     expect(callEvents(id)).toEqual(['pipecatcall_created', 'pipecatcall_initialized', 'pipecatcall_terminated']);
   }, 40_000);
 
@@ -222,7 +215,7 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const listener: CallListener = { notice: (type) => notices.push([type, performance.now()]) };
       call?.listeners.add(listener);
       const speaking = caller.say(await loadPrompt('hello-world'));
-      await waitFor(() => notices.some(([type]) => type === 'user-started-speaking'), 'the VAD to hear the caller');
+      await waitUntil('the VAD to hear the caller', () => notices.some(([type]) => type === 'user-started-speaking'));
       const detectedAt = notices.find(([type]) => type === 'user-started-speaking')?.[1] ?? 0;
       // The caller's first words (an interim) confirm the barge-in: without words it would be a false one.
       deepgram.sendResults('hello', { isFinal: false }, deepgram.last);
@@ -292,7 +285,7 @@ describe("ai-manager's default create", () => {
     } finally {
       await caller.hangup();
     }
-    await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => callEvents(id).includes('pipecatcall_terminated'));
   }, 40_000);
 });
 
@@ -308,7 +301,7 @@ describe('ai_call sessions', () => {
     );
     const id = randomUUID();
     expect((await create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' })).status_code).toBe(200);
-    await waitFor(() => messagesOf(id).some(([type]) => type === 'message_bot_llm'), 'the greeting');
+    await waitUntil('the greeting', () => messagesOf(id).some(([type]) => type === 'message_bot_llm'));
     expect(openai.requests[before]?.headers.authorization).toBe('Bearer sk-engine-key-from-ai-manager');
     const tools = (openai.requests[before]?.body as { tools: Array<{ function: { name: string } }> }).tools.map((x) => x.function.name);
     expect(tools).toEqual([
@@ -346,7 +339,7 @@ describe('ai_call sessions', () => {
       },
       { role: 'tool', tool_call_id: 'call_1', content: '{"status":"ok","call_id":"c-42"}' },
     ]);
-    await waitFor(() => messagesOf(id).some(([type, text]) => type === 'message_bot_llm' && text === 'Connecting you now.'), 'the answer');
+    await waitUntil('the answer', () => messagesOf(id).some(([type, text]) => type === 'message_bot_llm' && text === 'Connecting you now.'));
     expect(messagesOf(id)).toEqual([
       ['message_bot_llm', 'Hi, this is the assistant.'],
       ['message_user_llm', 'Please connect me to sales'],
@@ -386,10 +379,10 @@ describe('provider failures', () => {
     openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } });
     const id = randomUUID();
     await create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' });
-    await waitFor(() => t.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
-    await waitFor(() => openai.requests.at(-1)?.outcome !== undefined, 'the first failure');
+    await waitUntil('the pipeline', () => t.app.calls.session(id)?.pipelineRunning === true);
+    await waitUntil('the first failure', () => openai.requests.at(-1)?.outcome !== undefined);
     await rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hello?', run_immediately: true } });
-    await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'llm_error termination');
+    await waitUntil('llm_error termination', () => callEvents(id).includes('pipecatcall_terminated'));
     const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
     expect(text).toMatch(/reason="llm_error"} 1/);
     const errors = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_provider_errors_total');
@@ -403,7 +396,7 @@ describe('provider failures', () => {
     await create(cloudCall(id));
     const caller = await TestCaller.dial(t.app.addresses.audiosocket.port, id, 8000);
     try {
-      await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'stt_error termination');
+      await waitUntil('stt_error termination', () => callEvents(id).includes('pipecatcall_terminated'));
       await caller.client.closed;
       expect(caller.hangupReceived).toBe(true);
       const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
@@ -420,11 +413,11 @@ describe('provider failures', () => {
     await create(cloudCall(id));
     const caller = await TestCaller.dial(t.app.addresses.audiosocket.port, id, 8000);
     try {
-      await waitFor(() => t.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
-      await waitFor(() => cartesia.faults.length === 1, 'the first TTS failure');
+      await waitUntil('the pipeline', () => t.app.calls.session(id)?.pipelineRunning === true);
+      await waitUntil('the first TTS failure', () => cartesia.faults.length === 1);
       await caller.say(await loadPrompt('hello-world'));
       deepgram.sendResults('hello world', { isFinal: true, speechFinal: true }, deepgram.last);
-      await waitFor(() => callEvents(id).includes('pipecatcall_terminated'), 'tts_error termination');
+      await waitUntil('tts_error termination', () => callEvents(id).includes('pipecatcall_terminated'));
       const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
       expect(text).toMatch(/reason="tts_error"} 1/);
     } finally {

@@ -18,7 +18,8 @@ import { LoopStallMonitor } from './support/loop-monitor.js';
 import { metricByLabel } from './support/metrics-text.js';
 import { MiB, activeResources, grownResources, heapAfterGc, heldConnectionsOnPort, tcpConnectionsOnPort } from './support/resources.js';
 import { byScale } from './support/scale.js';
-import { waitUntil, withConcurrency } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
+import { withConcurrency } from './support/concurrency.js';
 
 const BAD_CONNECTIONS = byScale(300, 2_500);
 const NEVER_READING = byScale(2, 6);

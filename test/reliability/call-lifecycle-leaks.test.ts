@@ -22,7 +22,7 @@ import {
 } from './support/resources.js';
 import { RpcFlood, envelope } from './support/rpc-flood.js';
 import { byScale } from './support/scale.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';

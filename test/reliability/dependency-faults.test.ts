@@ -27,7 +27,7 @@ import {
   stopRabbitMq,
   stopRedis,
 } from './support/service-control.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';

@@ -26,7 +26,7 @@ import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-clien
 import { createTestServices, startTestApp, testConfig, type TestApp, type TestServices } from '../helpers/test-app.js';
 import { metricByLabel, metricSum } from './support/metrics-text.js';
 import { FULL } from './support/scale.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';

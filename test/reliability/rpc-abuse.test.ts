@@ -12,7 +12,7 @@ import { createTestServices, startTestApp, type TestApp, type TestServices } fro
 import { MiB, heapAfterGc } from './support/resources.js';
 import { RpcFlood, envelope, type FloodReply, type FloodRequest } from './support/rpc-flood.js';
 import { byScale } from './support/scale.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -266,8 +266,10 @@ describe('RPC abuse', () => {
   });
 
   it('a sibling that never answers or does not exist makes a 500 with the reason; other requests are not held up', async () => {
+    const asked = new Set<string>();
     await rpc.respondOn(AI_MANAGER, (req) => {
       const m = /^\/v1\/aicalls\/([0-9a-f-]{36})$/.exec(String(req.uri));
+      if (m !== null) asked.add(m[1] ?? '');
       if (m !== null && silentAicalls.has(m[1] ?? '')) return undefined; // never answers
       return Buffer.from('{"status_code":404,"data_type":""}');
     });
@@ -281,8 +283,8 @@ describe('RPC abuse', () => {
       'stuck',
       10_000,
     );
-    // While that handler waits for ai-manager, 200 pings and gets are answered at once.
-    await new Promise((r) => setTimeout(r, 100));
+    // Once that handler waits for ai-manager (its request has arrived there), 200 pings and gets are answered at once.
+    await waitUntil('the stuck create to ask ai-manager', () => asked.has(silent));
     const quick = await flood.send(
       Array.from({ length: 200 }, (_, i) => ({ queue: i % 2 === 0 ? HOST : SHARED, body: i % 2 === 0 ? envelope('/v1/ping', 'GET') : envelope(`/v1/pipecatcalls/${randomUUID()}`, 'GET') })),
       'quick',

@@ -13,7 +13,7 @@ import { daemonEnv } from './support/daemon-env.js';
 import { describeTiming, frameTiming } from './support/frames.js';
 import { LoopStallMonitor } from './support/loop-monitor.js';
 import { RpcFlood, envelope, type FloodReply } from './support/rpc-flood.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOSTS = ['127.0.0.1', '127.0.0.2'] as const;

@@ -16,7 +16,7 @@ import { createTestServices, type TestServices } from '../helpers/test-app.js';
 import { daemonEnv } from './support/daemon-env.js';
 import { startRawDaemon, type RawDaemon } from './support/raw-daemon.js';
 import { RpcFlood, envelope } from './support/rpc-flood.js';
-import { waitUntil } from './support/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';

@@ -13,6 +13,7 @@ import { TtsProcessor } from '../../src/pipeline/tts-processor.js';
 import { UserTurnAggregator } from '../../src/pipeline/turns.js';
 import type { LlmChunk } from '../../src/providers/types.js';
 import { ManualSink, RecordingObserver, ScriptedLlm, ScriptedTts, sleep } from '../helpers/pipeline-fakes.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const text = (...parts: string[]): LlmChunk[] => parts.map((t) => ({ type: 'text', text: t }));
 
@@ -40,14 +41,6 @@ function build(opts: { llm: ScriptedLlm; audio?: boolean; tools?: ToolExecutor; 
   return { context, bot, observer, tts, sink, call, upstream, pipeline };
 }
 
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(2);
-  }
-}
-
 /** Plays the sink until it is empty (the clock would do this at 20 ms per frame). */
 async function playAll(sink: ManualSink): Promise<void> {
   for (let i = 0; i < 10_000 && sink.queuedFrames > 0; i++) sink.tick();
@@ -60,9 +53,9 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: text('Hello', ' there.', ' How can', ' I help?') }]);
     const t = build({ llm });
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.tts.sentences.length === 2 && t.sink.queuedFrames > 0, 'TTS audio');
+    await waitUntil('TTS audio', () => t.tts.sentences.length === 2 && t.sink.queuedFrames > 0);
     expect(t.tts.sentences).toEqual(['Hello there.', 'How can I help?']);
-    await until(() => t.sink.queuedFrames >= Math.ceil(('Hello there.How can I help?'.length * 320) / 640), 'all audio');
+    await waitUntil('all audio', () => t.sink.queuedFrames >= Math.ceil(('Hello there.How can I help?'.length * 320) / 640));
     expect(t.context.messages.at(-1)?.role).toBe('system');
     expect(t.bot.generating).toBe(true);
     await playAll(t.sink);
@@ -82,9 +75,9 @@ describe('the pipeline', () => {
     t.pipeline.feed({ type: 'transcription', text: 'I need', final: false });
     t.pipeline.feed({ type: 'transcription', text: 'I need help', final: true });
     t.pipeline.feed({ type: 'user_stopped_speaking' });
-    await until(() => llm.requests.length === 1, 'LLM run');
+    await waitUntil('LLM run', () => llm.requests.length === 1);
     expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'I need help' });
-    await until(() => t.context.messages.at(-1)?.role === 'assistant', 'reply');
+    await waitUntil('reply', () => t.context.messages.at(-1)?.role === 'assistant');
     expect(t.observer.events).toEqual([
       ['message_user_transcription', 'I need help'],
       ['message_user_llm', 'I need help'],
@@ -101,19 +94,19 @@ describe('the pipeline', () => {
     await sleep(50);
     expect(llm.requests).toHaveLength(0);
     t.pipeline.feed({ type: 'transcription', text: 'first words', final: true });
-    await until(() => llm.requests.length === 1, 'run after the final');
+    await waitUntil('run after the final', () => llm.requests.length === 1);
     expect(llm.requests[0]?.at(-1)?.content).toBe('first words');
 
-    await until(() => !t.bot.generating, 'done');
+    await waitUntil('done', () => !t.bot.generating);
     t.pipeline.feed({ type: 'user_started_speaking' });
     t.pipeline.feed({ type: 'transcription', text: 'only interim', final: false });
     t.pipeline.feed({ type: 'user_stopped_speaking' });
     await sleep(60);
     expect(llm.requests).toHaveLength(1);
-    await until(() => llm.requests.length === 2, 'run after the timeout');
+    await waitUntil('run after the timeout', () => llm.requests.length === 2);
     expect(llm.requests[1]?.at(-1)?.content).toBe('only interim');
 
-    await until(() => !t.bot.generating, 'done');
+    await waitUntil('done', () => !t.bot.generating);
     t.pipeline.feed({ type: 'user_started_speaking' });
     t.pipeline.feed({ type: 'user_stopped_speaking' });
     await sleep(250);
@@ -125,7 +118,7 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: long, delayMs: 40 }, { chunks: text('Yes?') }]);
     const t = build({ llm });
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.sink.queuedFrames > 0, 'first audio');
+    await waitUntil('first audio', () => t.sink.queuedFrames > 0);
     // 'One two three four.' is 19 chars = 0.19 s of audio; play 0.12 s of it: "One two three" started.
     t.sink.tick(6);
     expect(t.bot.speaking).toBe(true);
@@ -144,7 +137,7 @@ describe('the pipeline', () => {
     // The user's turn then runs the LLM with the partial reply in the context.
     t.pipeline.feed({ type: 'transcription', text: 'wait', final: true });
     t.pipeline.feed({ type: 'user_stopped_speaking' });
-    await until(() => llm.requests.length === 2, 'second run');
+    await waitUntil('second run', () => llm.requests.length === 2);
     expect(llm.requests[1]?.slice(-2)).toEqual([
       { role: 'assistant', content: 'One two three' },
       { role: 'user', content: 'wait' },
@@ -178,7 +171,7 @@ describe('the pipeline', () => {
     ]);
     const t = build({ llm, audio: false, tools });
     t.pipeline.feed({ type: 'user_text', text: 'what is a?', runImmediately: true, audioResponse: false });
-    await until(() => t.context.messages.at(-1)?.content === 'A is 1.', 'second answer');
+    await waitUntil('second answer', () => t.context.messages.at(-1)?.content === 'A is 1.');
     expect(executed).toEqual(['get_variables {"run_llm":true}']);
     expect(llm.requests[1]?.slice(-2)).toEqual([
       { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_variables', arguments: '{"run_llm":true}' } }] },
@@ -194,7 +187,7 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: [{ type: 'text', text: 'Goodbye!' }, { type: 'tool_calls', calls: [{ id: 'c', name: 'stop_service', arguments: '{}' }] }] }]);
     const t = build({ llm, tools });
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.sink.queuedFrames > 0, 'audio');
+    await waitUntil('audio', () => t.sink.queuedFrames > 0);
     await sleep(20);
     expect(t.upstream).toEqual([]);
     await playAll(t.sink);
@@ -205,10 +198,10 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: text('Got it.') }]);
     const t = build({ llm, audio: false });
     for (const d of ['1', '2', '#']) t.pipeline.feed({ type: 'dtmf', digit: d });
-    await until(() => llm.requests.length === 1, 'run');
+    await waitUntil('run', () => llm.requests.length === 1);
     expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'DTMF: 12' });
     t.pipeline.feed({ type: 'dtmf', digit: '9' });
-    await until(() => llm.requests.length === 2, 'timeout flush');
+    await waitUntil('timeout flush', () => llm.requests.length === 2);
     expect(llm.requests[1]?.at(-1)?.content).toBe('DTMF: 9');
   });
 
@@ -219,7 +212,7 @@ describe('the pipeline', () => {
     await sleep(20);
     expect(llm.requests).toHaveLength(0);
     t.pipeline.feed({ type: 'transcription', text: 'hello', final: true });
-    await until(() => llm.requests.length === 1, 'run');
+    await waitUntil('run', () => llm.requests.length === 1);
     expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'note: VIP caller\nhello' });
   });
 
@@ -227,11 +220,11 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: text('Par'), fail: new Error('HTTP 500') }]);
     const t = build({ llm, audio: false });
     t.pipeline.feed({ type: 'llm_run', audio: false });
-    await until(() => t.observer.errors.length === 1, 'first error');
+    await waitUntil('first error', () => t.observer.errors.length === 1);
     expect(t.upstream).toEqual([]);
     expect(t.bot.generating).toBe(false);
     t.pipeline.feed({ type: 'llm_run', audio: false });
-    await until(() => t.upstream.length === 1, 'end_call');
+    await waitUntil('end_call', () => t.upstream.length === 1);
     expect(t.upstream[0]).toEqual({ type: 'end_call', reason: 'llm_error' });
     expect(t.observer.errors).toEqual([
       ['llm', 'scripted'],
@@ -246,8 +239,8 @@ describe('the pipeline', () => {
     const llm = new ScriptedLlm([{ chunks: text('Hello there.', ' I was say'), fail: new Error('stream reset') }]);
     const t = build({ llm });
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.observer.errors.length === 1, 'the failure');
-    await until(() => t.sink.queuedFrames > 0, 'audio of the first sentence');
+    await waitUntil('the failure', () => t.observer.errors.length === 1);
+    await waitUntil('audio of the first sentence', () => t.sink.queuedFrames > 0);
     await sleep(20);
     await playAll(t.sink);
     expect(t.tts.sentences).toEqual(['Hello there.']);
@@ -263,10 +256,10 @@ describe('the pipeline', () => {
     const t = build({ llm });
     t.tts.failNext = 2;
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.observer.errors.length === 1 && !t.bot.generating, 'first failure');
+    await waitUntil('first failure', () => t.observer.errors.length === 1 && !t.bot.generating);
     expect(t.upstream).toEqual([]);
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.upstream.length === 1, 'end_call');
+    await waitUntil('end_call', () => t.upstream.length === 1);
     expect(t.upstream[0]).toEqual({ type: 'end_call', reason: 'tts_error' });
   });
 
@@ -289,7 +282,7 @@ describe('closing mid-reply', () => {
     const llm = new ScriptedLlm([{ chunks: text('One two three four.', ' Five six seven.'), delayMs: 20 }]);
     const t = build({ llm });
     t.pipeline.feed({ type: 'llm_run', audio: true });
-    await until(() => t.sink.queuedFrames > 0, 'audio');
+    await waitUntil('audio', () => t.sink.queuedFrames > 0);
     t.sink.tick(6);
     t.call.abort();
     await t.pipeline.close();

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createConnection } from 'mysql2/promise';
 import { Redis } from 'ioredis';
-import { waitUntil } from './wait.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const exec = promisify(execFile);
 

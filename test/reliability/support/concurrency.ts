@@ -1,19 +1,4 @@
-// Polling with a deadline that names what it waited for.
-
-import { setTimeout as sleep } from 'node:timers/promises';
-
-export async function waitUntil(
-  what: string,
-  predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  everyMs = 10,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+// Bounded concurrency for the tests that open many connections or calls at once.
 
 /** Runs `tasks` with at most `limit` in flight; resolves with every result in order. */
 export async function withConcurrency<T>(limit: number, count: number, task: (i: number) => Promise<T>): Promise<T[]> {
