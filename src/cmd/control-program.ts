@@ -25,6 +25,17 @@ function bool(value: string): boolean {
   throw new InvalidArgumentError('takes true or false (or nothing, meaning true).');
 }
 
+function httpUrl(value: string): string {
+  let u: URL | null = null;
+  try {
+    u = new URL(value);
+  } catch {
+    // refused below
+  }
+  if (u === null || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new InvalidArgumentError('must be an http(s):// URL.');
+  return value;
+}
+
 function referenceType(value: string): string {
   if (value !== 'call' && value !== 'ai_call') throw new InvalidArgumentError('must be call or ai_call.');
   return value;
@@ -114,10 +125,13 @@ export function buildControlProgram(env: NodeJS.ProcessEnv, dotenvDir: string): 
       reached = sub;
     });
   track(program);
+  program.addOption(
+    valueOption('--http <url>', "send the requests over HTTP to this daemon (default: RabbitMQ, or HTTP to HTTP_LISTEN_ADDRESS when RABBITMQ_ADDRESS is unset)", httpUrl),
+  );
   const configFlags = addConfigOptions(program);
   const open = (): ControlSession => {
     const config: Config = loadConfig({ env, flags: configFlags(), dotenvDir });
-    session = new ControlSession(config);
+    session = new ControlSession(config, program.opts<{ http?: string }>().http);
     return session;
   };
   // Required options are checked here rather than with commander's makeOptionMandatory, which reports a missing

@@ -43,7 +43,7 @@ describe('loadConfig', () => {
         RABBITMQ_ADDRESS: 'amqp://guest:guest@127.0.0.1:5672',
       },
     });
-    expect(c.database).toEqual({ host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat' });
+    expect(c.database).toEqual({ host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'pipecat', migrate: true });
     expect(Object.isFrozen(c.database)).toBe(true);
     expect(c.redis).toEqual({ host: '127.0.0.1', port: 6379, password: '', database: 1 });
     expect(c.rabbitmqAddress).toBe('amqp://guest:guest@127.0.0.1:5672');

@@ -64,6 +64,7 @@ describe('pipecat-control usage errors', () => {
       /--run-immediately.*true or false/,
     );
     expect(await usageError('call', 'dial', '--wav', '/nonexistent.wav')).toMatch(/--wav \/nonexistent\.wav/);
+    expect(await usageError('ping', '--http', 'ftp://daemon')).toMatch(/'--http <url>' argument 'ftp:\/\/daemon' is invalid\. must be an http\(s\):\/\/ URL/);
   });
 
   it('commands: unknown, missing, or with stray arguments', async () => {
