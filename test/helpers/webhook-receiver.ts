@@ -3,6 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { waitUntil } from './wait.js';
 
 export interface ReceivedEvent {
   type: string;
@@ -56,11 +57,7 @@ export class WebhookReceiver {
   }
 
   async until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(what, predicate, timeoutMs);
   }
 
   close(): Promise<void> {

@@ -7,6 +7,7 @@ import { Metrics } from '../../src/metrics.js';
 import { EventsWebhook } from '../../src/rpc/events-webhook.js';
 import { testLogger } from '../helpers/services.js';
 import { WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const opened: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -99,8 +100,7 @@ describe('events webhook', () => {
     });
     await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
     opened.push({ close: () => new Promise<void>((r) => server.close(() => r())) });
-    const deadline = Date.now() + 10_000;
-    while (events.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil('5 events at the receiver', () => events.length >= 5, 10_000);
     expect(events).toEqual(['e7', 'e8', 'e9', 'e10', 'e11']);
   });
 
