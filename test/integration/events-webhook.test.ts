@@ -37,7 +37,8 @@ describe('events webhook', () => {
     expect(rx.bodies[0]).toBe(
       '{"type":"message_bot_transcription","publisher":"pipecat-manager","data_type":"application/json","data":{"id":"m0","text":"line 0"}}',
     );
-    expect(await count(metrics, 'delivered')).toBe(20);
+    // The sender counts a delivery when the receiver's answer is back, a moment after the receiver saw it.
+    await waitUntil('20 deliveries counted', async () => (await count(metrics, 'delivered')) === 20);
     expect(await metrics.webhookEventsQueued.get()).toMatchObject({ values: [{ value: 0 }] });
   });
 
