@@ -8,6 +8,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import { waitUntil } from '../helpers/wait.js';
 
 export interface FakeElevenLabsOptions {
   apiKey?: string;
@@ -106,11 +107,7 @@ export class FakeElevenLabsServer {
   }
 
   async waitFor(predicate: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`fake ElevenLabs: timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitUntil(`fake ElevenLabs: ${what}`, predicate, timeoutMs);
   }
 
   dropConnections(): void {

@@ -9,6 +9,7 @@ import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { KIND_AUDIO_16K, KIND_AUDIO_8K, KIND_HANGUP, type AudiosocketMessage } from '../../src/transports/audiosocket/protocol.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 
@@ -56,14 +57,6 @@ async function dial(uuid: string): Promise<{ client: AudiosocketClient; frames: 
     else frames.push({ at, kind: msg.kind, bytes: msg.payload.length, peak: peakOf(msg.payload) });
   });
   return { client, frames, connectedAt, hangups: () => hangups };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -115,7 +108,7 @@ describe('a call on the clock from the UUID', () => {
       client.hangup();
       await client.closed;
     }
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(id).includes('pipecatcall_terminated'));
   });
 
   it('a 16 kHz caller whose first audio is late: 0x10 before it, 0x12 after, the greeting carried across whole', async () => {
@@ -127,12 +120,12 @@ describe('a call on the clock from the UUID', () => {
     let sender: NodeJS.Timeout | undefined;
     try {
       // First audio 600 ms after the UUID, or once the greeting plays, so that queued bot audio is converted.
-      await until(() => frames.some((f) => f.peak > 200), 'the greeting');
+      await waitUntil('the greeting', () => frames.some((f) => f.peak > 200));
       await sleep(Math.max(0, connectedAt + 600 - performance.now()) + 100);
       const silence = Buffer.alloc(640);
       client.sendAudio(silence, KIND_AUDIO_16K);
       sender = setInterval(() => client.sendAudio(silence, KIND_AUDIO_16K), 20);
-      await until(() => greetingDone(frames) && greetingDone(ref.frames), 'the end of both greetings', 20_000);
+      await waitUntil('the end of both greetings', () => greetingDone(frames) && greetingDone(ref.frames), 20_000);
       const first16 = frames.findIndex((f) => f.kind === KIND_AUDIO_16K);
       const before = frames.slice(0, first16);
       const after = frames.slice(first16);
@@ -153,7 +146,7 @@ describe('a call on the clock from the UUID', () => {
         await c.closed;
       }
     }
-    await until(() => typesFor(id).includes('pipecatcall_terminated') && typesFor(refId).includes('pipecatcall_terminated'), 'terminated');
+    await waitUntil('terminated', () => typesFor(id).includes('pipecatcall_terminated') && typesFor(refId).includes('pipecatcall_terminated'));
   });
 
   it('an RPC-created call whose media never connects ends with reason no_media', async () => {
@@ -161,7 +154,7 @@ describe('a call on the clock from the UUID', () => {
     const reply = await rpc.request(SHARED, { uri: '/v1/pipecatcalls', method: 'POST', data: { id, reference_type: 'call', reference_id: randomUUID() } });
     expect((reply.json as { status_code: number }).status_code).toBe(200);
     expect(t.app.calls.session(id)).toBeDefined();
-    await until(() => typesFor(id).includes('pipecatcall_terminated'), 'the no_media end', 10_000);
+    await waitUntil('the no_media end', () => typesFor(id).includes('pipecatcall_terminated'), 10_000);
     expect(t.app.calls.session(id)).toBeUndefined();
     const get = await rpc.request(SHARED, { uri: `/v1/pipecatcalls/${id}`, method: 'GET' });
     expect((get.json as { data: { tm_delete: string } }).data.tm_delete).not.toBe('9999-01-01 00:00:00.000000');
@@ -181,7 +174,7 @@ describe('a call on the clock from the UUID', () => {
       client.hangup();
       await client.closed;
     }
-    await until(() => t.app.calls.session(id) === undefined, 'the end');
+    await waitUntil('the end', () => t.app.calls.session(id) === undefined);
   });
 });
 
@@ -197,10 +190,10 @@ describe('a fresh start', () => {
         client.onMessage((msg, at) => {
           if (voicedAt === 0 && msg.kind === KIND_AUDIO_8K && peakOf(msg.payload) > 200) voicedAt = at;
         });
-        await until(() => voicedAt > 0, 'the greeting', 15_000);
+        await waitUntil('the greeting', () => voicedAt > 0, 15_000);
         client.hangup();
         await client.closed;
-        await until(() => fresh.app.calls.session(id) === undefined, 'the end');
+        await waitUntil('the end', () => fresh.app.calls.session(id) === undefined);
         return voicedAt - connectedAt;
       };
       const first = await greet();

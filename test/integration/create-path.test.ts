@@ -5,11 +5,11 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/openai-server.js';
 import { RpcTestClient } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const INSTANCE_KEY = 'sk-instance-key-0001';
@@ -60,14 +60,6 @@ afterAll(async () => {
   await services?.dropAll();
 });
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** Creates an ai_call whose aicall references a call; returns the create's status and the requests it made. */
 async function createAiCall(aiId: string): Promise<{ id: string; aicallId: string; status: number; requests: string[] }> {
   const id = randomUUID();
@@ -87,12 +79,12 @@ async function firstLlmKey(id: string): Promise<string> {
   const from = openai.requests.length;
   const client = await AudiosocketClient.connect({ host: '127.0.0.1', port: t.app.addresses.audiosocket.port, uuid: id });
   try {
-    await until(() => openai.requests.length > from, 'the greeting LLM request');
+    await waitUntil('the greeting LLM request', () => openai.requests.length > from);
     return String(openai.requests[from]?.headers.authorization);
   } finally {
     client.hangup();
     await client.closed;
-    await until(() => t.app.calls.session(id) === undefined, 'the end');
+    await waitUntil('the end', () => t.app.calls.session(id) === undefined);
   }
 }
 

@@ -4,12 +4,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { uuidToBytes } from '../../src/model/uuid.js';
 import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { KIND_UUID, encodeMessage } from '../../src/transports/audiosocket/protocol.js';
 import { RpcTestClient, type EventSubscription } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let services: TestServices;
 let rpc: RpcTestClient;
@@ -31,14 +31,6 @@ afterAll(async () => {
   await t?.stop();
   await services?.dropAll();
 });
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -83,7 +75,7 @@ describe('two connections racing with the same new UUID (UNKNOWN_CALLS=accept)',
       const hello = encodeMessage(KIND_UUID, uuidToBytes(id));
       a.socket.write(hello);
       b.socket.write(hello);
-      await until(() => a.closed || b.closed, 'the losing connection to be closed');
+      await waitUntil('the losing connection to be closed', () => a.closed || b.closed);
       await sleep(100);
       const winner = a.closed ? b : a;
       expect(a.closed && b.closed, `try ${i}: both closed`).toBe(false);
@@ -95,7 +87,7 @@ describe('two connections racing with the same new UUID (UNKNOWN_CALLS=accept)',
       expect(eventsFor(id).filter((e) => e.type === 'pipecatcall_initialized')).toHaveLength(1);
       expect(await metricValue(t, 'pipecat_manager_active_sessions_by_transport', 'transport="audiosocket"')).toBe(1);
       winner.socket.destroy();
-      await until(() => t.app.calls.session(id) === undefined, 'the call to end');
+      await waitUntil('the call to end', () => t.app.calls.session(id) === undefined);
       expect(eventsFor(id).filter((e) => e.type === 'pipecatcall_created')).toHaveLength(1);
     }
     expect(await metricValue(t, 'pipecat_manager_active_sessions_by_transport', 'transport="audiosocket"')).toBe(0);
@@ -109,14 +101,14 @@ describe('AUDIOSOCKET_DTMF', () => {
   async function dtmfTurns(t: TestApp, id: string, digits: string): Promise<string[]> {
     const client = await AudiosocketClient.connect({ host: '127.0.0.1', port: t.app.addresses.audiosocket.port, uuid: id });
     try {
-      await until(() => t.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
+      await waitUntil('the pipeline', () => t.app.calls.session(id)?.pipelineRunning === true);
       for (const d of digits) client.sendDtmf(d);
       await sleep(1500);
     } finally {
       client.hangup();
       await client.closed;
     }
-    await until(() => t.app.calls.session(id) === undefined, 'the end');
+    await waitUntil('the end', () => t.app.calls.session(id) === undefined);
     return eventsFor(id)
       .filter((e) => e.type === 'message_user_llm')
       .map((e) => String(e.data.text));
@@ -134,13 +126,13 @@ describe('AUDIOSOCKET_DTMF', () => {
       const id = randomUUID();
       const client = await AudiosocketClient.connect({ host: '127.0.0.1', port: ignoring.app.addresses.audiosocket.port, uuid: id });
       try {
-        await until(() => ignoring.app.calls.session(id)?.pipelineRunning === true, 'the pipeline');
+        await waitUntil('the pipeline', () => ignoring.app.calls.session(id)?.pipelineRunning === true);
         for (let i = 0; i < 8; i++) {
           client.sendDtmf('5');
           await sleep(400);
         }
         expect(ignoring.app.calls.session(id)?.isTerminating).toBe(false);
-        await until(() => ignoring.app.calls.session(id) === undefined, 'the idle end', 5000);
+        await waitUntil('the idle end', () => ignoring.app.calls.session(id) === undefined, 5000);
         expect(await metricValue(ignoring, 'pipecat_manager_calls_terminated_total', 'reason="idle"')).toBe(1);
       } finally {
         client.destroy();
