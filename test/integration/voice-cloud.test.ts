@@ -223,7 +223,7 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const after = caller.voiced(detectedAt);
       expect(after.length).toBeLessThanOrEqual(2);
       // The words travel through the STT's WebSocket first: on a loaded machine that can take more than 200 ms.
-      await waitFor(() => openai.abortedCount > abortedBefore && cartesia.cancels.length > cancelsBefore, 'the LLM and TTS to be cancelled');
+      await waitUntil('the LLM and TTS to be cancelled', () => openai.abortedCount > abortedBefore && cartesia.cancels.length > cancelsBefore);
       await speaking;
       deepgram.sendResults('hello world', { isFinal: true, speechFinal: true }, deepgram.last);
       await openai.waitForRequests(requestsBefore + 2);

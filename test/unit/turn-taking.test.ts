@@ -18,6 +18,7 @@ import { TurnTracker, turnStages, type TurnRecord } from '../../src/pipeline/tur
 import { UserTurnAggregator } from '../../src/pipeline/turns.js';
 import type { LlmChunk } from '../../src/providers/types.js';
 import { ManualSink, RecordingObserver, ScriptedLlm, ScriptedTts, sleep } from '../helpers/pipeline-fakes.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const text = (...parts: string[]): LlmChunk[] => parts.map((t) => ({ type: 'text', text: t }));
 
@@ -57,14 +58,6 @@ function build(llm: ScriptedLlm, turns: TurnSettings = SETTINGS) {
   return { context, bot, observer, tracker, completed, tts, sink, call, pipeline, feed };
 }
 
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(2);
-  }
-}
-
 async function playAll(sink: ManualSink): Promise<void> {
   for (let i = 0; i < 10_000 && sink.queuedFrames > 0; i++) sink.tick();
   sink.tick();
@@ -77,7 +70,7 @@ const REPLY_TEXT = 'One two three four. Five six seven eight. Nine ten.';
 /** The bot greets; its whole reply is queued and 6 frames (0.12 s: "One two three") have played. */
 async function botTalking(t: ReturnType<typeof build>): Promise<void> {
   t.feed({ type: 'llm_run', audio: true });
-  await until(() => t.tts.sentences.length === 3 && t.sink.queuedFrames >= Math.ceil((REPLY_TEXT.length - 2) * 320 / 640), 'the reply queued');
+  await waitUntil('the reply queued', () => t.tts.sentences.length === 3 && t.sink.queuedFrames >= Math.ceil((REPLY_TEXT.length - 2) * 320 / 640));
   t.sink.tick(6);
   expect(t.bot.speaking).toBe(true);
 }
@@ -99,7 +92,7 @@ describe('reversible barge-in', () => {
     await sleep(150);
     expect(t.sink.paused).toBe(true);
     t.feed({ type: 'user_onset_dropped' });
-    await until(() => !t.sink.paused, 'the bot to resume');
+    await waitUntil('the bot to resume', () => !t.sink.paused);
     expect(t.observer.interruptionKinds).toEqual(['false']);
     expect(t.tts.cancelled).toBe(0);
     await playAll(t.sink);
@@ -118,7 +111,7 @@ describe('reversible barge-in', () => {
     t.sink.tick(5);
     // A cough: the VAD stops, the STT hears nothing (or only "uh-huh", which is not a word here).
     t.feed({ type: 'user_stopped_speaking' }, { type: 'transcription', text: 'uh-huh', final: false });
-    await until(() => !t.sink.paused, 'the bot to resume');
+    await waitUntil('the bot to resume', () => !t.sink.paused);
     expect(t.observer.interruptionKinds).toEqual(['false']);
     expect(t.sink.queuedFrames).toBe(queued);
     expect(t.sink.cleared).toBe(0);
@@ -128,7 +121,7 @@ describe('reversible barge-in', () => {
     // The backchannel did not take the turn: no user message, the whole reply in the context.
     expect(t.context.messages.slice(1)).toEqual([{ role: 'assistant', content: REPLY_TEXT }]);
     expect(llm.requests).toHaveLength(1);
-    await until(() => t.completed.some((r) => r.interruption === 'false'), 'the turn record');
+    await waitUntil('the turn record', () => t.completed.some((r) => r.interruption === 'false'));
     const record = t.tracker.records().find((r) => r.interruption === 'false');
     expect(record?.bargeInAt).not.toBeNull();
     expect(record?.onsetAt).not.toBeNull();
@@ -149,7 +142,7 @@ describe('reversible barge-in', () => {
     expect(t.bot.generating).toBe(false);
     expect(t.context.messages.at(-1)).toEqual({ role: 'assistant', content: 'One two three' });
     t.feed({ type: 'transcription', text: 'Wait.', final: true }, { type: 'user_stopped_speaking' });
-    await until(() => llm.requests.length === 2, 'the reply to the caller');
+    await waitUntil('the reply to the caller', () => llm.requests.length === 2);
     expect(llm.requests[1]?.slice(-2)).toEqual([
       { role: 'assistant', content: 'One two three' },
       { role: 'user', content: 'Wait.' },
@@ -176,7 +169,7 @@ describe('earlier replies', () => {
     t.feed({ type: 'user_onset' }, { type: 'user_started_speaking' });
     t.feed({ type: 'transcription', text: 'I would like to book', final: false }, { type: 'user_stopped_speaking' });
     // The pause: a preemptive run starts on the words so far, held.
-    await until(() => llm.requests.length === 1, 'a preemptive run');
+    await waitUntil('a preemptive run', () => llm.requests.length === 1);
     expect(llm.requests[0]?.at(-1)).toEqual({ role: 'user', content: 'I would like to book' });
     t.feed({ type: 'transcription', text: 'I would like to book', final: true });
     await sleep(80);
@@ -186,9 +179,9 @@ describe('earlier replies', () => {
     expect(t.context.messages).toHaveLength(1);
     t.feed({ type: 'user_onset' }, { type: 'user_started_speaking' });
     t.feed({ type: 'transcription', text: 'a table for two.', final: true }, { type: 'user_stopped_speaking' });
-    await until(() => t.context.messages.at(-1)?.role === 'user', 'the turn to end');
+    await waitUntil('the turn to end', () => t.context.messages.at(-1)?.role === 'user');
     expect(t.context.messages.at(-1)).toEqual({ role: 'user', content: 'I would like to book a table for two.' });
-    await until(() => t.sink.queuedFrames > 0, 'the reply audio');
+    await waitUntil('the reply audio', () => t.sink.queuedFrames > 0);
     await playAll(t.sink);
     expect(t.context.messages.at(-1)).toEqual({ role: 'assistant', content: 'Sure, for how many?' });
     // Nothing of the thrown-away reply was published, and no reply played before the turn ended.
@@ -208,14 +201,14 @@ describe('earlier replies', () => {
     const t = build(llm);
     t.feed({ type: 'user_onset' }, { type: 'user_started_speaking' });
     t.feed({ type: 'transcription', text: 'what time is it', final: false }, { type: 'user_stopped_speaking' });
-    await until(() => llm.requests.length === 1, 'a preemptive run');
+    await waitUntil('a preemptive run', () => llm.requests.length === 1);
     t.feed({ type: 'transcription', text: 'What time is it?', final: true });
-    await until(() => t.sink.queuedFrames > 0, 'the held reply to be released');
+    await waitUntil('the held reply to be released', () => t.sink.queuedFrames > 0);
     expect(llm.requests).toHaveLength(1);
     expect(t.context.messages.at(-1)).toEqual({ role: 'user', content: 'What time is it?' });
     await playAll(t.sink);
     expect(t.context.messages.at(-1)).toEqual({ role: 'assistant', content: 'It is noon.' });
-    await until(() => t.completed.length === 1, 'the record');
+    await waitUntil('the record', () => t.completed.length === 1);
     const r = t.completed[0];
     expect(r?.ending).toBe('complete');
     expect(r?.preemptiveUsed).toBe(true);
@@ -237,12 +230,12 @@ describe('earlier replies', () => {
     const t = build(llm);
     t.feed({ type: 'user_started_speaking' }, { type: 'transcription', text: 'call me back', final: false });
     t.feed({ type: 'turn_hint', hint: 'eager_end' });
-    await until(() => llm.requests.length === 1, 'the preemptive run');
+    await waitUntil('the preemptive run', () => llm.requests.length === 1);
     t.feed({ type: 'turn_hint', hint: 'resumed' });
     t.feed({ type: 'transcription', text: 'Call me back tomorrow.', final: true }, { type: 'user_stopped_speaking' });
-    await until(() => t.context.messages.at(-1)?.role === 'user', 'the turn to end');
+    await waitUntil('the turn to end', () => t.context.messages.at(-1)?.role === 'user');
     expect(t.context.messages.at(-1)?.content).toBe('Call me back tomorrow.');
-    await until(() => t.sink.queuedFrames > 0, 'the reply');
+    await waitUntil('the reply', () => t.sink.queuedFrames > 0);
     // The thrown-away run never reached the caller: one reply only.
     expect(t.observer.events.filter(([type]) => type === 'message_bot_transcription')).toEqual([['message_bot_transcription', 'Noted.']]);
     expect(llm.requests.at(-1)?.at(-1)).toEqual({ role: 'user', content: 'Call me back tomorrow.' });
@@ -254,7 +247,7 @@ describe('earlier replies', () => {
     t.feed({ type: 'user_started_speaking' }, { type: 'transcription', text: 'My number is, um', final: true }, { type: 'user_stopped_speaking' });
     await sleep(350);
     expect(llm.requests).toHaveLength(0);
-    await until(() => llm.requests.length === 1, 'the long silence to end the turn');
+    await waitUntil('the long silence to end the turn', () => llm.requests.length === 1);
   });
 });
 
