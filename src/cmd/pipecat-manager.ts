@@ -5,6 +5,7 @@ import { App } from '../app.js';
 import { CONFIG_VARIABLES, flagName, loadConfig, parseConfigFlags } from '../config.js';
 import { AppError, DependencyError, messageOf } from '../errors.js';
 import { createLogger } from '../log.js';
+import { installProcessSignals } from '../process-signals.js';
 
 function usage(): string {
   const lines = CONFIG_VARIABLES.map(([name, def]) => `  --${flagName(name).padEnd(34)} ${name}${def !== '' ? ` (default ${def.length > 40 ? `${def.slice(0, 37)}...` : def})` : ''}`);
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
+  installProcessSignals(config, log);
 
   let app: App;
   try {
