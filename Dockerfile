@@ -29,7 +29,11 @@ ENV NODE_ENV=production \
     AUDIOSOCKET_DTMF=ignore \
     CALL_MANAGER=on \
     HTTP_LISTEN_ADDRESS=0.0.0.0:8001 \
+    PROMETHEUS_LISTEN_ADDRESS=:2112 \
     AUDIOSOCKET_LISTEN_ADDRESS=0.0.0.0:8080
+# HTTP on 0.0.0.0 refuses to start without HTTP_AUTH_TOKEN (pass it as a secret). Open files: the daemon sizes its
+# connection caps from `nofile`; give it 128 + 10 per concurrent call + HTTP connections, e.g.
+# `docker run --ulimit nofile=16384:16384` (or the pod's runtime default, usually 1048576) for ~1,400 calls.
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -13,7 +13,9 @@ import type { Config, HostPort } from './config.js';
 import { DependencyError, messageOf } from './errors.js';
 import { NIL_UUID } from './model/uuid.js';
 import { ConsoleRoutes } from './console/routes.js';
-import { HttpServer, type ReadinessCheck } from './http/server.js';
+import { HttpServer, assertHttpExposure, type ReadinessCheck } from './http/server.js';
+import { RequestPolicy } from './http/auth.js';
+import { OpenFileWatch, httpConnectionCap, startupCaps } from './http/connection-limits.js';
 import { RpcOverHttp } from './http/rpc-over-http.js';
 import { WebSocketEndpoint } from './transports/websocket/endpoint.js';
 import { MetricsServer } from './http/metrics-server.js';
@@ -26,6 +28,7 @@ import { EventsWebhook } from './rpc/events-webhook.js';
 import type { EventSink } from './calls/ports.js';
 import { RpcRoutes } from './rpc/routes.js';
 import { RpcServer } from './rpc/server.js';
+import { storeBoundRequest } from './rpc/store-bound.js';
 import { SHARED_QUEUE, declareTopology, perHostQueue } from './rpc/topology.js';
 import { endRowsLeftLive } from './store/end-left-live.js';
 import { openStore } from './store/open-store.js';
@@ -67,10 +70,14 @@ export class App {
   static async start(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
     const metrics = options.metrics ?? new Metrics();
     const closers: Closer[] = [];
+    assertHttpExposure(config.httpListen, config.httpAuthToken);
+    const caps = startupCaps(config, log);
     try {
       const metricsServer = new MetricsServer(metrics, config.prometheusEndpoint);
       const metricsAddress = await metricsServer.listen(config.prometheusListen);
       closers.push(() => metricsServer.close());
+      const openFiles = new OpenFileWatch(metrics, log);
+      closers.push(() => openFiles.close());
 
       // Each part is the real service when its address is configured, else the embedded one (SQLite, no cache,
       // no broker): a fresh machine runs with no other service.
@@ -115,7 +122,9 @@ export class App {
         events: [broker !== null ? 'rabbitmq' : '', config.eventsWebhookUrl !== '' ? 'webhook' : ''].filter((m) => m !== '').join(' + ') || 'none',
       };
       // Nothing else can use an embedded file: what it still shows live on this host died with the last process.
-      if (config.database === null) await endRowsLeftLive(store, events, config.podIp, metrics, log);
+      // What this host id still shows live died with its last process (host ids are unique per instance): ended
+      // before any new call is taken, so a crash never leaves live ghosts, in MySQL as in the embedded file.
+      await endRowsLeftLive(store, events, config.podIp, metrics, log);
 
       // Warm start (issue 9): what every call needs that can be loaded once is loaded before the daemon says it
       // started, so the first call greets as fast as the tenth and no call's setup stalls another's frames.
@@ -147,6 +156,12 @@ export class App {
           routeLabel: (req: Parameters<RpcRoutes['label']>[0]) => routes.label(req),
           metrics,
           log,
+          maxRequestBytes: config.limits.rpcRequestBytes,
+          // Pings, messages and live calls are answered from memory: a slow MySQL must not take their slots.
+          prefetch: 256,
+          storeBound: storeBoundRequest((id) => calls.inMemory(id)),
+          maxStoreBound: 32,
+          storeSlow: opened.isSlow,
         };
         // Two servers so shutdown can stop taking new calls (shared queue) while live calls still get their
         // stop and message requests (per-host queue).
@@ -167,17 +182,21 @@ export class App {
         metrics,
         log,
         onCall: (uuid, conn) => attachAudiosocket({ calls, clock, metrics, log, dtmf: config.audiosocketDtmf }, uuid, conn),
+        maxConnections: caps.audiosocket,
       });
       audiosocketAddress = await audiosocket.listen();
       closers.push(() => audiosocket.close());
 
-      const http = new HttpServer(checks, modes);
+      const http = new HttpServer(checks, modes, {
+        policy: RequestPolicy.fromConfig(config),
+        cap: httpConnectionCap(caps.http, metrics, log),
+      });
       // SPEC §9: the call's WebSocket media or monitor; its pipeline starts when the media attaches.
-      const websocket = new WebSocketEndpoint({ config, calls, clock, metrics, log });
+      const websocket = new WebSocketEndpoint({ config, calls, clock, metrics, log, maxConnections: caps.websocket });
       http.onUpgrade((req, socket, head) => websocket.handleUpgrade(req, socket, head));
       const consoleRoutes = new ConsoleRoutes({ config, calls, log });
       // The same routing table as the broker's RPC server, for control without a broker (or a quick curl).
-      const rpcOverHttp = new RpcOverHttp({ routes, authToken: config.httpAuthToken, metrics, log });
+      const rpcOverHttp = new RpcOverHttp({ routes, authToken: config.httpAuthToken, metrics, log, maxBodyBytes: config.limits.rpcRequestBytes });
       http.onRequest(async (req, res) => (await rpcOverHttp.handle(req, res)) || consoleRoutes.handle(req, res));
       const httpAddress = await http.listen(config.httpListen);
       closers.push(() => http.close());

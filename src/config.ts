@@ -92,6 +92,21 @@ export interface Config {
   logLevel: LogLevel;
   /** Instance defaults of the per-call turn-taking settings (vad_config keys override them; issue 13). */
   turns: { falseInterruptionSecs: number; minStopSecs: number; maxStopSecs: number; preemptive: boolean };
+  httpAllowedHosts: readonly string[];
+  httpAllowedOrigins: readonly string[];
+  sigusr1Inspector: boolean;
+  databaseQueryTimeoutMs: number;
+  limits: InputLimits;
+  /** 0 = derived from the nofile limit at startup (src/http/connection-limits.ts). */
+  maxConnections: { audiosocket: number; http: number; websocket: number };
+}
+
+/** Sizes of caller input beyond which a request is refused with 400 (issue 12, item 5). */
+export interface InputLimits {
+  rpcRequestBytes: number;
+  llmMessagesBytes: number;
+  llmMessagesDepth: number;
+  messageTextChars: number;
 }
 
 /** Every variable the daemon reads, with its default ('' = unset). The order is the README's. */
@@ -99,8 +114,8 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['POD_IP', '127.0.0.1', "This instance's host id: stored as host_id, suffix of its per-host RPC queue, the host Asterisk connects to"],
   ['AUDIOSOCKET_LISTEN_ADDRESS', '${POD_IP}:8080', 'TCP address of the Audiosocket server'],
   ['HTTP_LISTEN_ADDRESS', '127.0.0.1:8001', 'HTTP server: /healthz, /readyz, WebSocket media/monitor'],
-  ['HTTP_AUTH_TOKEN', '', 'When set, WebSocket upgrades and the HTTP control API (/v1/…) need `Authorization: Bearer <token>` or `?token=`'],
-  ['PROMETHEUS_LISTEN_ADDRESS', ':2112', 'Metrics HTTP listener'],
+  ['HTTP_AUTH_TOKEN', '', 'When set, the console API, the HTTP control API (/v1/…) and WebSocket upgrades need `Authorization: Bearer <token>` or `?token=`; required when HTTP_LISTEN_ADDRESS is not loopback'],
+  ['PROMETHEUS_LISTEN_ADDRESS', '127.0.0.1:2112', 'Metrics HTTP listener (`:2112` = every interface, as the Dockerfile sets)'],
   ['PROMETHEUS_ENDPOINT', '/metrics', 'Metrics path'],
   ['DATABASE_DSN', '', 'MySQL/MariaDB, e.g. mysql://root@127.0.0.1:3306/pipecat (the Go form user:pass@tcp(host:port)/db too); unset = embedded SQLite at DATABASE_PATH'],
   ['DATABASE_PATH', 'data/pipecat-manager.sqlite', 'The embedded SQLite file when DATABASE_DSN is unset (created with its directory)'],
@@ -154,6 +169,17 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['TURN_MIN_STOP_SECS', '0.3', 'Silence that ends a turn whose words are a complete sentence or question (≤ stop_secs); vad_config.min_stop_secs'],
   ['TURN_MAX_STOP_SECS', '1.6', 'Silence that ends a turn whose words trail off ("and", "um", a comma) (≥ stop_secs); vad_config.max_stop_secs'],
   ['TURN_PREEMPTIVE_GENERATION', 'on', 'Start the reply on the words at the first pause, thrown away unheard if the turn goes on; vad_config.preemptive_generation'],
+  ['HTTP_ALLOWED_HOSTS', '', 'Comma-separated extra Host names the HTTP server answers (loopback names, the listen host and POD_IP always)'],
+  ['HTTP_ALLOWED_ORIGINS', '', 'Comma-separated extra browser origins (https://ops.example.com) allowed to change state and open WebSockets'],
+  ['SIGUSR1_INSPECTOR', 'off', 'on: SIGUSR1 opens the Node inspector on 127.0.0.1:9229 (Node\'s default); off: it is logged and ignored'],
+  ['DATABASE_QUERY_TIMEOUT_MS', '2000', 'A MySQL query taking longer fails (the RPC answers 500 naming MySQL)'],
+  ['RPC_MAX_REQUEST_BYTES', '1048576', 'Largest RPC request envelope accepted; larger ones are answered 400'],
+  ['LLM_MESSAGES_MAX_BYTES', '262144', 'Largest llm_messages of a create, as JSON bytes'],
+  ['LLM_MESSAGES_MAX_DEPTH', '16', 'Deepest JSON nesting inside llm_messages'],
+  ['MESSAGE_TEXT_MAX_CHARS', '8192', 'Longest message_text of POST /v1/messages (and RTVI send-text content)'],
+  ['AUDIOSOCKET_MAX_CONNECTIONS', '0', 'Open Audiosocket connections at most; 0 = derived from the nofile limit'],
+  ['HTTP_MAX_CONNECTIONS', '0', 'Open HTTP connections at most (WebSockets included); 0 = derived from the nofile limit'],
+  ['WEBSOCKET_MAX_CONNECTIONS', '0', 'Open WebSocket connections at most; 0 = derived from the nofile limit'],
 ];
 
 const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
@@ -267,6 +293,23 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     return v.replace(/\/+$/, '');
   };
 
+  const list = (name: string): string[] =>
+    get(name)
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
+  const origins = (name: string): string[] =>
+    list(name).map((o) => {
+      try {
+        const u = new URL(o);
+        if ((u.protocol === 'http:' || u.protocol === 'https:') && u.origin === o.replace(/\/+$/, '').toLowerCase()) return u.origin;
+      } catch {
+        // reported below
+      }
+      errors.push(`${name}: ${JSON.stringify(o)} is not an origin like https://ops.example.com (scheme, host, optional port)`);
+      return '';
+    });
+
   const config: Config = {
     podIp,
     audiosocketListen: hostPort('AUDIOSOCKET_LISTEN_ADDRESS', audiosocketText, podIp),
@@ -335,6 +378,21 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       minStopSecs: secs('TURN_MIN_STOP_SECS', 0, 10),
       maxStopSecs: secs('TURN_MAX_STOP_SECS', 0, 10),
       preemptive: onOff('TURN_PREEMPTIVE_GENERATION'),
+    },
+    httpAllowedHosts: list('HTTP_ALLOWED_HOSTS').map((h) => h.toLowerCase()),
+    httpAllowedOrigins: origins('HTTP_ALLOWED_ORIGINS'),
+    sigusr1Inspector: onOff('SIGUSR1_INSPECTOR'),
+    databaseQueryTimeoutMs: int('DATABASE_QUERY_TIMEOUT_MS', 100, 600_000),
+    limits: {
+      rpcRequestBytes: int('RPC_MAX_REQUEST_BYTES', 4_096, 64 * 1024 * 1024),
+      llmMessagesBytes: int('LLM_MESSAGES_MAX_BYTES', 1_024, 16 * 1024 * 1024),
+      llmMessagesDepth: int('LLM_MESSAGES_MAX_DEPTH', 3, 64),
+      messageTextChars: int('MESSAGE_TEXT_MAX_CHARS', 1, 16 * 1024 * 1024),
+    },
+    maxConnections: {
+      audiosocket: int('AUDIOSOCKET_MAX_CONNECTIONS', 0, 1_000_000),
+      http: int('HTTP_MAX_CONNECTIONS', 0, 1_000_000),
+      websocket: int('WEBSOCKET_MAX_CONNECTIONS', 0, 1_000_000),
     },
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.

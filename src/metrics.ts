@@ -154,6 +154,23 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly connectionsRefusedTotal = new Counter({
+    name: `${PREFIX}connections_refused_total`,
+    help: 'Connections refused by a listener, by listener (audiosocket, http, websocket) and reason (cap, emfile, …)',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly openFileLimitReachedTotal = new Counter({
+    name: `${PREFIX}open_file_limit_reached_total`,
+    help: 'Checks (every 2 s) that found the process at its open-file limit, where new connections fail with EMFILE',
+    registers: [this.registry],
+  });
+  readonly inputDroppedTotal = new Counter({
+    name: `${PREFIX}input_dropped_total`,
+    help: 'Peer input dropped by a rate limit, by kind (dtmf)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

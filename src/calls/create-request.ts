@@ -1,5 +1,6 @@
 // Validation of a create body (SPEC §5.1): everything is checked before any side effect.
 
+import type { InputLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
 import { REFERENCE_TYPES, type ChatMessage, type Pipecatcall } from '../model/pipecatcall.js';
 import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
@@ -49,9 +50,35 @@ function stringField(o: Record<string, unknown>, key: string): string {
   return v;
 }
 
-function parseMessages(v: unknown): ChatMessage[] {
+/** The JSON nesting depth of a parsed value, stopping once past `stopAt` (iterative: no stack to exhaust). */
+function valueDepth(value: unknown, stopAt: number): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) {
+      max = d;
+      if (max > stopAt) return max;
+    }
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
+function parseMessages(v: unknown, limits?: Pick<InputLimits, 'llmMessagesBytes' | 'llmMessagesDepth'>): ChatMessage[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new BadRequestError('llm_messages must be an array of chat messages');
+  if (limits !== undefined) {
+    // The messages are stored, cached, published and sent to the LLM: their size is bounded before any of it.
+    if (valueDepth(v, limits.llmMessagesDepth) > limits.llmMessagesDepth) {
+      throw new BadRequestError(`llm_messages nests deeper than ${limits.llmMessagesDepth} levels (LLM_MESSAGES_MAX_DEPTH)`);
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(v));
+    if (bytes > limits.llmMessagesBytes) {
+      throw new BadRequestError(`llm_messages is ${bytes} bytes of JSON, more than ${limits.llmMessagesBytes} (LLM_MESSAGES_MAX_BYTES)`);
+    }
+  }
   return v.map((m: unknown, i) => {
     if (typeof m !== 'object' || m === null || Array.isArray(m)) {
       throw new BadRequestError(`llm_messages[${i}] must be an object`);
@@ -99,7 +126,7 @@ function parseVadConfig(v: unknown): VadConfig {
 }
 
 /** Parses and validates a create body; `defaultLlmType` fills an absent llm_type. */
-export function parseCreateRequest(data: unknown, defaultLlmType: string): CreateRequest {
+export function parseCreateRequest(data: unknown, defaultLlmType: string, limits?: InputLimits): CreateRequest {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new BadRequestError('the create body must be a JSON object');
   }
@@ -124,7 +151,7 @@ export function parseCreateRequest(data: unknown, defaultLlmType: string): Creat
     reference_type: referenceType as 'call' | 'ai_call',
     reference_id: uuidField(o.reference_id, 'reference_id'),
     llm_type: llmType,
-    llm_messages: parseMessages(o.llm_messages),
+    llm_messages: parseMessages(o.llm_messages, limits),
     stt_type: sttType,
     stt_language: stringField(o, 'stt_language'),
     tts_type: ttsType,

@@ -72,7 +72,7 @@ export class CallManager {
   /** POST /v1/pipecatcalls: validate, insert, publish created, then reach the siblings by reference type. */
   async create(body: unknown): Promise<Pipecatcall> {
     const { config } = this.deps;
-    const req = parseCreateRequest(body, config.defaults.llmType);
+    const req = parseCreateRequest(body, config.defaults.llmType, config.limits);
     if (req.reference_type === 'ai_call' && isNilUuid(req.reference_id)) {
       throw new BadRequestError('reference_id must name the aicall when reference_type is ai_call');
     }
@@ -114,10 +114,15 @@ export class CallManager {
     return row;
   }
 
+  /** True when GET and stop of this call are answered from memory: a live session, or an end not yet written. */
+  inMemory(id: string): boolean {
+    return this.calls.has(id) || this.rows.pending(id) !== undefined;
+  }
+
   /** GET /v1/pipecatcalls/<id>. */
   async get(id: string): Promise<Pipecatcall> {
-    const live = this.calls.get(id);
-    if (live !== undefined) return live.row;
+    const live = this.calls.get(id)?.row ?? this.rows.pending(id);
+    if (live !== undefined) return live;
     const row = await this.deps.store.get(id);
     if (row === null) throw new NotFoundError(`pipecatcall ${id} not found`);
     return row;
@@ -133,6 +138,8 @@ export class CallManager {
 
   /** POST /v1/messages: a user message for a call with a session on this instance. */
   sendMessage(req: SendMessageRequest): Message {
+    const max = this.deps.config.limits.messageTextChars;
+    if (req.text.length > max) throw new BadRequestError(`message_text is longer than ${max} characters (MESSAGE_TEXT_MAX_CHARS)`);
     const call = this.calls.get(req.pipecatcallId);
     if (call === undefined || call.isTerminating) {
       throw new NotFoundError(`pipecatcall ${req.pipecatcallId} has no session on this host`);
@@ -219,7 +226,7 @@ export class CallManager {
 
   /** The call of a media connection with no session here: created (UNKNOWN_CALLS=accept) or adopted. */
   private async findForMedia(id: string): Promise<Call> {
-    const row = await this.deps.store.get(id);
+    const row = this.rows.pending(id) ?? (await this.deps.store.get(id));
     if (row === null) {
       if (this.deps.config.unknownCalls === 'reject') throw new NotFoundError(`pipecatcall ${id} is unknown (UNKNOWN_CALLS=reject)`);
       return this.createForUnknownMedia(id);

@@ -17,30 +17,47 @@ export class RowEnder {
   private timer: NodeJS.Timeout | null = null;
   private retryMs = RETRY_INITIAL_MS;
   private stopped = false;
+  /** Ended rows whose end is not in the store yet: GET answers from here, so it never shows them live. */
+  private readonly pendingRows = new Map<string, Pipecatcall>();
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(
     private readonly store: CallStore,
     private readonly log: Logger,
   ) {}
 
-  /** Ends the row now; the row as it now is (the locally ended copy if the store could not be written). */
-  async end(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
+  /**
+   * Ends the row: the locally ended copy at once, written to the store behind the termination so a slow or
+   * stopped MySQL never holds up the rest of it (the event, the stop reply). A failed write is retried.
+   */
+  end(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
     const now = nowTimestamp();
     const local = { ...row, tm_update: now, tm_delete: isTerminated(row) ? row.tm_delete : now };
-    try {
-      const ended = await this.store.markDeleted(row.id, local.tm_delete);
-      if (ended !== null) return ended;
-    } catch (err) {
-      log.error({ err: messageOf(err) }, 'could not mark the pipecatcall deleted in the store; retrying until it is back');
-      this.unwritten.set(row.id, local.tm_delete);
-      this.retryMs = RETRY_INITIAL_MS;
-      this.schedule();
-    }
-    return local;
+    this.pendingRows.set(row.id, local);
+    const write = this.store.markDeleted(row.id, local.tm_delete).then(
+      () => {
+        this.pendingRows.delete(row.id);
+      },
+      (err: unknown) => {
+        log.error({ err: messageOf(err) }, 'could not mark the pipecatcall deleted in the store; retrying until it is back');
+        this.unwritten.set(row.id, local.tm_delete);
+        this.retryMs = RETRY_INITIAL_MS;
+        this.schedule();
+      },
+    );
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
+    return Promise.resolve(local);
+  }
+
+  /** The ended row while its end is not in the store yet. */
+  pending(id: string): Pipecatcall | undefined {
+    return this.pendingRows.get(id);
   }
 
   /** Stops retrying after one last pass; what is still unwritten is logged. */
   async close(): Promise<void> {
+    await Promise.allSettled([...this.writes]);
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
@@ -52,6 +69,7 @@ export class RowEnder {
       );
       this.unwritten.clear();
     }
+    this.pendingRows.clear();
   }
 
   private schedule(): void {
@@ -73,6 +91,7 @@ export class RowEnder {
         break;
       }
       this.unwritten.delete(id);
+      this.pendingRows.delete(id);
       written++;
     }
     if (written > 0) this.log.info({ written, left: this.unwritten.size }, 'wrote the ends of calls that ended while the store was down');

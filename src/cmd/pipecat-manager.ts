@@ -7,6 +7,7 @@ import { AppError, DependencyError, messageOf } from '../errors.js';
 import { createLogger } from '../log.js';
 import { HelpShown } from './commander-errors.js';
 import { parseManagerArgs } from './manager-cli.js';
+import { installProcessSignals } from '../process-signals.js';
 
 async function main(): Promise<void> {
   let config;
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
+  installProcessSignals(config, log);
 
   let app: App;
   try {

@@ -32,7 +32,7 @@ const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
   'content-security-policy':
-    "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
   'cache-control': 'no-store',
 };
 

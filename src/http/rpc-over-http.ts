@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { goEncodeValue } from '../model/go-json.js';
 import { RPC_METHODS, type RpcMethod, type RpcRequest, type RpcResponse } from '../rpc/envelope.js';
+import { MAX_REQUEST_JSON_DEPTH, jsonDepth } from '../rpc/request-limits.js';
 import { isAuthorized, requestUrl } from './auth.js';
 
 /** The part of RpcRoutes this adapter needs. */
@@ -67,6 +68,9 @@ export class RpcOverHttp {
       // origin on cross-origin requests; the CLI and curl send none.
       if (!sameOrigin(req)) throw new HttpRefusal(403, 'cross-origin requests are not allowed');
       const body = await this.readBody(req);
+      if (jsonDepth(body, MAX_REQUEST_JSON_DEPTH) > MAX_REQUEST_JSON_DEPTH) {
+        throw new HttpRefusal(400, `request JSON nests deeper than ${MAX_REQUEST_JSON_DEPTH} levels`);
+      }
       let data: unknown;
       if (body.length > 0) {
         try {

@@ -2,11 +2,12 @@
 // setup, so they come back after every reconnect; a reply is always sent when the caller asked for one.
 
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
-import { messageOf, statusOf } from '../errors.js';
+import { DependencyError, messageOf, statusOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Broker } from './broker.js';
 import { encodeResponse, errorResponse, parseRequest, type RpcRequest, type RpcResponse } from './envelope.js';
+import { checkRequestLimits } from './request-limits.js';
 
 export interface RpcServerOptions {
   broker: Broker;
@@ -18,6 +19,16 @@ export interface RpcServerOptions {
   log: Logger;
   /** Unacked deliveries per consumer, i.e. concurrent handlers per queue. */
   prefetch?: number;
+  /** Larger request envelopes are answered 400 unparsed (RPC_MAX_REQUEST_BYTES). */
+  maxRequestBytes?: number;
+  /**
+   * Requests that wait on the store. While the store reports itself slow (`storeSlow`) and `maxStoreBound` of
+   * them are already waiting, new ones are answered 500 at once instead of holding a delivery slot for the length
+   * of their deadline, so the requests answered from memory find a slot. A merely busy store sheds nothing.
+   */
+  storeBound?: (req: RpcRequest) => boolean;
+  maxStoreBound?: number;
+  storeSlow?: () => boolean;
 }
 
 export class RpcServer {
@@ -28,6 +39,11 @@ export class RpcServer {
   private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly prefetch: number;
+  private readonly maxRequestBytes: number;
+  private readonly storeBound: ((req: RpcRequest) => boolean) | undefined;
+  private readonly maxStoreBound: number;
+  private readonly storeSlow: () => boolean;
+  private storeBoundInFlight = 0;
   private consumers: Array<{ ch: Channel; tag: string }> = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopping: Promise<void> | undefined;
@@ -40,6 +56,10 @@ export class RpcServer {
     this.metrics = o.metrics;
     this.log = o.log;
     this.prefetch = o.prefetch ?? 32;
+    this.maxRequestBytes = o.maxRequestBytes ?? 1024 * 1024;
+    this.storeBound = o.storeBound;
+    this.maxStoreBound = o.maxStoreBound ?? Infinity;
+    this.storeSlow = o.storeSlow ?? (() => true);
   }
 
   /** Starts consuming now if connected, and again after every reconnect. */
@@ -98,11 +118,12 @@ export class RpcServer {
     let method = '';
     let res: RpcResponse;
     try {
+      checkRequestLimits(msg.content, this.maxRequestBytes);
       const req = parseRequest(msg.content);
       method = req.method;
       label = 'notfound';
       label = this.routeLabel(req);
-      res = await this.handler(req);
+      res = this.storeBound?.(req) === true ? await this.handleStoreBound(req) : await this.handler(req);
     } catch (err) {
       const status = statusOf(err);
       if (status >= 500) this.log.error({ err: messageOf(err), route: label, method }, 'RPC handler failed');
@@ -117,6 +138,19 @@ export class RpcServer {
       this.log.warn({ err: messageOf(err), route: label }, 'could not ack an RPC request (channel closed)');
     }
     this.metrics.receiveRequestProcessTime.observe({ type: label, method }, performance.now() - started);
+  }
+
+  private async handleStoreBound(req: RpcRequest): Promise<RpcResponse> {
+    const waiting = this.storeBoundInFlight;
+    if (waiting >= this.maxStoreBound && this.storeSlow()) {
+      throw new DependencyError('mysql', `MySQL is slow: ${waiting} requests are already waiting for it; try again later`);
+    }
+    this.storeBoundInFlight++;
+    try {
+      return await this.handler(req);
+    } finally {
+      this.storeBoundInFlight--;
+    }
   }
 
   private reply(msg: ConsumeMessage, res: RpcResponse, label: string): void {

@@ -1,5 +1,7 @@
 // The MySQL/MariaDB connection pool: opened once at startup, which creates the database if missing and applies
-// the schema migrations under a server-wide lock so that several instances can start at once.
+// the schema migrations under a server-wide lock so that several instances can start at once. Every query has a
+// deadline (DATABASE_QUERY_TIMEOUT_MS) covering the wait for a pooled connection and the query itself: a slow
+// (not down) MySQL makes callers fail in time instead of piling up behind it.
 
 import {
   createConnection,
@@ -7,6 +9,7 @@ import {
   escapeId,
   type Pool,
   type PoolConnection,
+  type ResultSetHeader,
   type RowDataPacket,
 } from 'mysql2/promise';
 import type { DatabaseConfig } from '../config.js';
@@ -18,6 +21,12 @@ import { checkSchema } from './schema-check.js';
 const MIGRATION_LOCK = 'pipecat_manager_migrations';
 const MIGRATION_LOCK_WAIT_SECONDS = 60;
 const CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_QUERY_TIMEOUT_MS = 2_000;
+
+export interface DatabaseOptions {
+  /** Deadline of one query, the wait for a pooled connection included. */
+  queryTimeoutMs?: number;
+}
 
 // A migration interrupted between its DDL and its schema_migrations row is re-run; these mean "already done".
 const ALREADY_APPLIED = new Set(['ER_DUP_KEYNAME', 'ER_TABLE_EXISTS_ERROR', 'ER_DUP_FIELDNAME']);
@@ -25,12 +34,18 @@ const ALREADY_APPLIED = new Set(['ER_DUP_KEYNAME', 'ER_TABLE_EXISTS_ERROR', 'ER_
 export class Database {
   readonly pool: Pool;
   private closing: Promise<void> | null = null;
+  private lastSlowAt = -Infinity;
 
-  private constructor(pool: Pool) {
+  private constructor(
+    pool: Pool,
+    private readonly cfg: DatabaseConfig,
+    private readonly log: Logger,
+    readonly queryTimeoutMs: number,
+  ) {
     this.pool = pool;
   }
 
-  static async open(cfg: DatabaseConfig, log: Logger): Promise<Database> {
+  static async open(cfg: DatabaseConfig, log: Logger, options: DatabaseOptions = {}): Promise<Database> {
     const where = `${cfg.host}:${cfg.port}`;
     const pool = createPool({
       host: cfg.host,
@@ -47,7 +62,7 @@ export class Database {
       dateStrings: true,
       timezone: 'Z',
     });
-    const db = new Database(pool);
+    const db = new Database(pool, cfg, log, options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS);
     try {
       let conn: PoolConnection;
       try {
@@ -79,12 +94,88 @@ export class Database {
     return db;
   }
 
+  /** True when a query ran out of time, or took half its deadline, within the last two deadlines. */
+  get isSlow(): boolean {
+    return performance.now() - this.lastSlowAt < 2 * this.queryTimeoutMs;
+  }
+
   async ping(): Promise<void> {
     try {
-      await this.pool.query('SELECT 1');
+      await this.query('SELECT 1');
     } catch (err) {
       throw new DependencyError('mysql', `MySQL is unreachable: ${reasonOf(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * One statement within the query deadline. A statement that runs out of time is killed on the server (KILL
+   * QUERY, so an INSERT waiting for a lock does not land after its caller was told it failed) and its connection
+   * is dropped rather than returned to the pool mid-command. Driver errors are thrown as they are.
+   */
+  async query<T extends RowDataPacket[] | ResultSetHeader>(sql: string, params: unknown[] = []): Promise<T> {
+    const started = performance.now();
+    const conn = await this.acquire();
+    const left = Math.max(1, this.queryTimeoutMs - (performance.now() - started));
+    try {
+      const [rows] = await conn.query<T>({ sql, timeout: left }, params);
+      conn.release();
+      if (performance.now() - started >= this.queryTimeoutMs / 2) this.lastSlowAt = performance.now();
+      return rows;
+    } catch (err) {
+      if (driverCode(err) !== 'PROTOCOL_SEQUENCE_TIMEOUT') {
+        conn.release();
+        throw err;
+      }
+      this.killQuery(conn.threadId);
+      conn.destroy();
+      throw this.timeoutError();
+    }
+  }
+
+  private timeoutError(): DependencyError {
+    this.lastSlowAt = performance.now();
+    return new DependencyError(
+      'mysql',
+      `MySQL at ${this.cfg.host}:${this.cfg.port} did not answer within ${this.queryTimeoutMs} ms (DATABASE_QUERY_TIMEOUT_MS)`,
+    );
+  }
+
+  /** A pooled connection, or a timeout error once the deadline passes; a connection that comes later goes back. */
+  private acquire(): Promise<PoolConnection> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(this.timeoutError());
+      }, this.queryTimeoutMs);
+      this.pool.getConnection().then(
+        (conn) => {
+          if (settled) return conn.release();
+          settled = true;
+          clearTimeout(timer);
+          resolve(conn);
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+
+  /** Best effort, on its own short-lived connection: the pool's may all be the ones waiting. */
+  private killQuery(threadId: number): void {
+    const { cfg } = this;
+    void (async () => {
+      const conn = await createConnection({ host: cfg.host, port: cfg.port, user: cfg.user, password: cfg.password, connectTimeout: CONNECT_TIMEOUT_MS });
+      try {
+        await conn.query(`KILL QUERY ${Number(threadId)}`);
+      } finally {
+        await conn.end().catch(() => undefined);
+      }
+    })().catch((err: unknown) => this.log.debug({ err: reasonOf(err, cfg), thread_id: threadId }, 'could not kill a timed-out MySQL query'));
   }
 
   close(): Promise<void> {

@@ -23,6 +23,8 @@ export interface OpenedStore {
   modes: StoreModes;
   /** Readiness checks by dependency name (mysql or sqlite, and redis when configured). */
   checks: Record<string, () => Promise<void>>;
+  /** True while the database answers slowly (queries running out of their deadline): RPCs shed on it. */
+  isSlow: () => boolean;
   /** Closes the cache, then the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -32,8 +34,10 @@ export async function openStore(config: Config, log: Logger, metrics: Metrics): 
   const closers: Array<() => Promise<void> | void> = [];
   let rows: PipecatcallRows;
   let databaseMode: string;
+  let isSlow = (): boolean => false;
   if (config.database !== null) {
-    const db = await Database.open(config.database, log);
+    const db = await Database.open(config.database, log, { queryTimeoutMs: config.databaseQueryTimeoutMs });
+    isSlow = () => db.isSlow;
     closers.push(() => db.close());
     checks.mysql = () => db.ping();
     rows = new PipecatcallRepository(db);
@@ -67,6 +71,7 @@ export async function openStore(config: Config, log: Logger, metrics: Metrics): 
     store: new PipecatcallStore(rows, cache),
     modes: { database: databaseMode, cache: cacheMode },
     checks,
+    isSlow: () => isSlow(),
     close: () => {
       closing ??= (async () => {
         for (const close of closers.splice(0).reverse()) await close();

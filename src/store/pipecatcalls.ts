@@ -36,7 +36,7 @@ export class PipecatcallRepository {
       TIMESTAMP_NEVER,
     ];
     try {
-      await this.db.pool.query(
+      await this.db.query<ResultSetHeader>(
         `INSERT INTO pipecat_pipecatcalls (${COLUMNS}) VALUES (${values.map(() => '?').join(', ')})`,
         values,
       );
@@ -54,7 +54,7 @@ export class PipecatcallRepository {
   /** Marks a live row deleted at ts; false when there is no such row or it was already deleted. */
   async markDeleted(id: string, ts: string): Promise<boolean> {
     try {
-      const [res] = await this.db.pool.query<ResultSetHeader>(
+      const res = await this.db.query<ResultSetHeader>(
         'UPDATE pipecat_pipecatcalls SET tm_update = ?, tm_delete = ? WHERE id = ? AND tm_delete = ?',
         [ts, ts, uuidToBytes(id), TIMESTAMP_NEVER],
       );
@@ -76,7 +76,7 @@ export class PipecatcallRepository {
   private async select(what: string, where: string, params: unknown[]): Promise<Pipecatcall[]> {
     try {
       const sql = `SELECT ${COLUMNS} FROM pipecat_pipecatcalls ${where}`;
-      const [rows] = await this.db.pool.query<RowDataPacket[]>(sql, params);
+      const rows = await this.db.query<RowDataPacket[]>(sql, params);
       return rows.map(fromRow);
     } catch (err) {
       throw dependencyError(what, err);

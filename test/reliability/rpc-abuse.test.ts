@@ -32,7 +32,8 @@ const silentAicalls = new Set<string>();
 
 beforeAll(async () => {
   services = await createTestServices();
-  t = await startTestApp(services);
+  // Limits raised far past the defaults: this file abuses the handlers behind them (rpc-limits.test.ts: the limits).
+  t = await startTestApp(services, { RPC_MAX_REQUEST_BYTES: String(16 * MiB), LLM_MESSAGES_MAX_BYTES: String(8 * MiB), MESSAGE_TEXT_MAX_CHARS: String(8 * MiB) });
   rpc = await RpcTestClient.connect(services.rabbitUrl);
   flood = await RpcFlood.connect(services.rabbitUrl);
   events = await rpc.subscribeEvents();

@@ -17,7 +17,7 @@ describe('loadConfig', () => {
     expect(c.podIp).toBe('127.0.0.1');
     expect(c.audiosocketListen).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(c.httpListen).toEqual({ host: '127.0.0.1', port: 8001 });
-    expect(c.prometheusListen).toEqual({ host: '0.0.0.0', port: 2112 });
+    expect(c.prometheusListen).toEqual({ host: '127.0.0.1', port: 2112 });
     expect(c.prometheusEndpoint).toBe('/metrics');
     // No service configured: the embedded parts (SQLite file, no cache, no broker).
     expect(c.database).toBeNull();

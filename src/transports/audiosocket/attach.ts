@@ -9,6 +9,7 @@ import { AppError, messageOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { AudiosocketConnection } from './connection.js';
+import { DtmfGate } from './dtmf-gate.js';
 import { AudiosocketMedia } from './media.js';
 import { rateOfKind } from './protocol.js';
 
@@ -26,8 +27,14 @@ export async function attachAudiosocket(deps: AudiosocketAttachDeps, uuid: strin
   const media = new AudiosocketMedia(conn, deps.clock, deps.metrics);
   let call: Call | null = null;
   conn.onAudio((pcm, kind) => call?.pushAudio(pcm, rateOfKind(kind)));
+  const dtmfGate = new DtmfGate();
   conn.onDtmf((digit) => {
     if (call === null) return;
+    if (!dtmfGate.admit(digit)) {
+      deps.metrics.inputDroppedTotal.inc({ kind: 'dtmf' });
+      if (dtmfGate.dropped === 1) call.log.warn('DTMF digits arrive faster than a person presses keys: the excess is dropped');
+      return;
+    }
     if (deps.dtmf === 'turn') call.pushDtmf(digit);
     else call.touch();
   });

@@ -4,6 +4,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { pollOutputClocks } from '../../audio/clock.js';
 import { ProtocolError } from '../../errors.js';
+import { LogThrottle } from '../../log-throttle.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { uuidFromBytes } from '../../model/uuid.js';
@@ -19,6 +20,8 @@ export interface AudiosocketServerOptions {
   log: Logger;
   /** A call arrived. If it throws or rejects, the connection is closed. */
   onCall: (uuid: string, conn: AudiosocketConnection) => Promise<void> | void;
+  /** Open connections at most (handshakes included); more are closed at once and counted. */
+  maxConnections?: number;
 }
 
 export class AudiosocketServer {
@@ -27,11 +30,19 @@ export class AudiosocketServer {
   /** Every open socket, with its connection once the UUID is in. */
   private readonly sockets = new Map<Socket, AudiosocketConnection | undefined>();
   private closing: Promise<void> | undefined;
+  // A peer can open bad connections (or exhaust descriptors) at will: these warnings are rate-limited.
+  private readonly rejectedLog = new LogThrottle();
+  private readonly capLog = new LogThrottle();
 
   constructor(options: AudiosocketServerOptions) {
     this.options = options;
     this.server = createServer((socket) => this.accept(socket));
-    this.server.on('error', (err) => this.options.log.error({ err }, 'audiosocket listener error'));
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.server.listening) return; // a failed listen() rejects instead
+      const reason = err.code === 'EMFILE' || err.code === 'ENFILE' ? 'emfile' : 'accept_error';
+      this.options.metrics.connectionsRefusedTotal.inc({ listener: 'audiosocket', reason });
+      this.capLog.warn(this.options.log, { err: err.message, code: err.code }, 'audiosocket listener cannot accept connections');
+    });
   }
 
   /** Open TCP connections, including those still in the handshake. */
@@ -81,6 +92,12 @@ export class AudiosocketServer {
     }
     const { metrics, log, handshakeTimeoutMs, maxFrameBytes } = this.options;
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    if (this.sockets.size >= (this.options.maxConnections ?? Infinity)) {
+      metrics.connectionsRefusedTotal.inc({ listener: 'audiosocket', reason: 'cap' });
+      this.capLog.warn(log, { remote, max: this.options.maxConnections }, 'audiosocket connection refused: too many open connections');
+      socket.destroy();
+      return;
+    }
     // Asterisk hangs up if a payload trails its header by 5 ms: no Nagle delay on our writes.
     socket.setNoDelay(true);
     this.sockets.set(socket, undefined);
@@ -93,7 +110,8 @@ export class AudiosocketServer {
       clearTimeout(timer);
       decoder.stop();
       metrics.audiosocketProtocolErrorsTotal.inc({ kind });
-      log[level]({ remote, kind }, `audiosocket connection rejected: ${message}`);
+      if (level === 'warn') this.rejectedLog.warn(log, { remote, kind }, `audiosocket connection rejected: ${message}`);
+      else log.debug({ remote, kind }, `audiosocket connection rejected: ${message}`);
       socket.destroy();
     };
     const timer = setTimeout(

@@ -28,6 +28,8 @@ export interface WebSocketEndpointDeps {
   metrics: Metrics;
   log: Logger;
   peerOptions?: WsPeerOptions;
+  /** Open WebSockets at most; more are answered 503 before the upgrade. */
+  maxConnections?: number;
 }
 
 const PATH = /^\/v1\/pipecatcalls\/([^/]+)\/ws$/;
@@ -95,6 +97,10 @@ export class WebSocketEndpoint {
     const id = match?.[1] === undefined ? null : parseUuid(match[1]);
     if (this.closed) return rejectUpgrade(socket, 503, 'the server is shutting down');
     if (id === null) return rejectUpgrade(socket, 404, `no WebSocket endpoint at ${url.pathname}`);
+    if (this.sockets.size >= (this.deps.maxConnections ?? Infinity)) {
+      this.deps.metrics.connectionsRefusedTotal.inc({ listener: 'websocket', reason: 'cap' });
+      return rejectUpgrade(socket, 503, 'too many open WebSockets');
+    }
     if (!isAuthorized(req, url, this.deps.config.httpAuthToken)) {
       return rejectUpgrade(socket, 401, 'a valid token is required (Authorization: Bearer <token> or ?token=)', {
         'WWW-Authenticate': 'Bearer',
@@ -219,15 +225,17 @@ export class WebSocketEndpoint {
       call.listeners.delete(peer);
       call.abort.signal.removeEventListener('abort', onEnd);
     });
+    // Without an operator token anyone who can open the page could steer the call: the monitor only listens.
+    const readOnly = this.deps.config.httpAuthToken === '';
     ws.on('message', (data, isBinary) =>
-      this.onMessage(call, peer, data, isBinary, () => peer.sendError('this connection is a read-only monitor: audio is not accepted')),
+      this.onMessage(call, peer, data, isBinary, () => peer.sendError('this connection is a read-only monitor: audio is not accepted'), readOnly),
     );
     log.info('WebSocket connected as a monitor');
     ws.resume();
     return Promise.resolve();
   }
 
-  private onMessage(call: Call, peer: WsPeer, data: RawData, isBinary: boolean, onAudio: (frame: AudioRawFrame) => void): void {
+  private onMessage(call: Call, peer: WsPeer, data: RawData, isBinary: boolean, onAudio: (frame: AudioRawFrame) => void, readOnly = false): void {
     if (!isBinary) {
       peer.sendError('frames must be binary WebSocket messages holding a serialized pipecat.Frame');
       return;
@@ -240,7 +248,7 @@ export class WebSocketEndpoint {
           onAudio(frame);
           return;
         case 'message':
-          this.onClientMessage(call, peer, frame.data);
+          this.onClientMessage(call, peer, frame.data, readOnly);
           return;
         default:
           peer.sendError(`${frame.type} frames are not accepted from clients (send audio or message frames)`);
@@ -275,10 +283,14 @@ export class WebSocketEndpoint {
     call.pushAudio(Buffer.from(frame.audio.buffer, frame.audio.byteOffset, frame.audio.byteLength), rate);
   }
 
-  private onClientMessage(call: Call, peer: WsPeer, json: string): void {
+  private onClientMessage(call: Call, peer: WsPeer, json: string, readOnly: boolean): void {
     const msg = parseClientMessage(json);
     switch (msg.type) {
       case 'send-text': {
+        if (readOnly) {
+          peer.sendMessage(rtviErrorResponse(msg.id, 'this monitor is read-only: sending text needs HTTP_AUTH_TOKEN set and presented'));
+          return;
+        }
         if (msg.id === undefined) {
           peer.sendMessage(rtviErrorResponse(undefined, 'send-text needs an id'));
           return;
