@@ -67,6 +67,12 @@ export interface Config {
   /** DTMF from Asterisk: a user turn (`turn`) or only activity (`ignore`: ai-manager forwards key presses itself). */
   audiosocketDtmf: 'turn' | 'ignore';
   logLevel: LogLevel;
+  /** Hard cap on live calls; 0 = no cap (admission still refuses on overload). */
+  maxCalls: number;
+  /** DSP worker threads for VAD inference; null = one per spare core; 0 = on the main thread. */
+  dspWorkers: number | null;
+  /** Refuse new calls when headroom runs out (event loop, clock, workers, CPU); MAX_CALLS applies either way. */
+  admissionControl: boolean;
 }
 
 /** Every variable the daemon reads, with its default ('' = unset). The order is the README's. */
@@ -107,6 +113,9 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
   ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
   ['LOG_LEVEL', 'info', 'trace | debug | info | warn | error | fatal | silent'],
+  ['MAX_CALLS', '0', 'Hard cap on live calls on this instance (0 = none); beyond it new calls are refused'],
+  ['DSP_WORKERS', '', 'Worker threads for VAD inference (unset = one per core beyond the first; 0 = main thread)'],
+  ['ADMISSION_CONTROL', 'on', 'on: stop taking calls (leave the shared queue, /readyz 503) before the headroom runs out'],
 ];
 
 const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
@@ -279,6 +288,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     audiosocketHandshakeTimeoutMs: int('AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
     audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),
     logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
+    maxCalls: int('MAX_CALLS', 0, 1_000_000),
+    dspWorkers: get('DSP_WORKERS').trim() === '' ? null : int('DSP_WORKERS', 0, 64),
+    admissionControl: onOff('ADMISSION_CONTROL'),
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.
   if (config.callManager && rabbitmqAddress === '') {
