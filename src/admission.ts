@@ -127,7 +127,9 @@ export class AdmissionController {
     if (this.forced !== null) return `forced overload: ${this.forced}`;
     const active = this.o.sources.activeCalls() + this.reserved;
     if (this.o.maxCalls > 0 && active >= this.o.maxCalls) return `max_calls: ${active} of MAX_CALLS=${this.o.maxCalls} calls live`;
-    if (this.o.headroom && this.overloadReason !== null) return `overload: ${this.overloadReason}`;
+    // With no call live there is no call quality to protect, and the load is not ours (startup, a busy host):
+    // refusing then would only keep an idle instance idle.
+    if (this.o.headroom && this.overloadReason !== null && active > 0) return `overload: ${this.overloadReason}`;
     return null;
   }
 
