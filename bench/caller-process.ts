@@ -24,6 +24,8 @@ export type FromCaller =
   | { type: 'started'; index: number }
   | { type: 'failed'; index: number; error: string }
   | { type: 'promptEnd'; index: number; turn: number }
+  /** The daemon closed the call (e.g. refused by admission control). */
+  | { type: 'closed'; index: number }
   | { type: 'result'; result: CallerResult };
 
 export interface CallRecord {
@@ -136,7 +138,9 @@ async function startCall(index: number, uuid: string): Promise<void> {
       state.voicedBefore = voiced;
     });
     void client.closed.then(() => {
-      if (!state.closedByUs) state.closedEarly = true;
+      if (state.closedByUs) return;
+      state.closedEarly = true;
+      send({ type: 'closed', index });
     });
     calls.push(state);
     send({ type: 'started', index });

@@ -23,6 +23,8 @@ export interface CallsOptions {
   seconds: number;
   quality: ResamplerQuality;
   log: (line: string) => void;
+  /** Three short calls first to warm the daemon (default true; a capacity search warms once). */
+  warmUp?: boolean;
 }
 
 export interface CallsResult {
@@ -77,6 +79,8 @@ export interface CallsResult {
   /** Times per second the daemon's main thread was preempted while runnable. */
   daemonPreemptionsPerSecond: number;
   failedToStart: number;
+  /** Calls the daemon closed before their pipeline started: refused by admission control. */
+  refused: number;
   /** The slowest turns (diagnostics): call, turn, when, and the reply starts seen within ±3 s of the VAD stop. */
   worstTurns: Array<{ call: number; turn: number; stopAt: number; latencyMs: number | null; replyStartsAround: number[] }>;
   /** Every measured turn: [VAD stop, ms after the ramp ended; added latency, ms]. */
@@ -88,6 +92,8 @@ class Caller {
   private readonly waiters = new Map<string, (m: FromCaller) => void>();
   result: Promise<CallerResult>;
   onPromptEnd: (index: number, turn: number) => void = () => undefined;
+  /** Calls the daemon closed on its own (refused, or ended early). */
+  readonly closed = new Set<number>();
 
   /** Whether the callers' process runs at a raised priority (see the constructor). */
   readonly raisedPriority: boolean;
@@ -112,6 +118,7 @@ class Caller {
       this.child.on('message', (m: FromCaller) => {
         if (m.type === 'result') resolve(m.result);
         else if (m.type === 'promptEnd') this.onPromptEnd(m.index, m.turn);
+        else if (m.type === 'closed') this.closed.add(m.index);
         else {
           const key = m.type === 'ready' ? 'ready' : `call:${m.index}`;
           this.waiters.get(key)?.(m);
@@ -175,9 +182,10 @@ async function ramp(
   uuids: string[],
   conns: Array<FakeDeepgramConnection | undefined>,
   log: (s: string) => void,
-): Promise<{ setupMs: number[]; failed: number }> {
+): Promise<{ setupMs: number[]; failed: number; refused: number }> {
   const setupMs: number[] = [];
   let failed = 0;
+  let refused = 0;
   const base = fakes.deepgram.connections.length;
   for (let i = 0; i < n; i++) {
     const uuid = randomUUID();
@@ -192,7 +200,13 @@ async function ramp(
       continue;
     }
     const expected = base + (conns.length - countUndefined(conns)) + 1;
-    const ok = await until(() => fakes.deepgram.connections.length >= expected, 10_000);
+    const ok = await until(() => fakes.deepgram.connections.length >= expected || caller.closed.has(i), 10_000);
+    if (caller.closed.has(i) && fakes.deepgram.connections.length < expected) {
+      // Closed by the daemon before its pipeline started: refused (admission control), not a failure to measure.
+      refused++;
+      conns.push(undefined);
+      continue;
+    }
     if (!ok) {
       failed++;
       conns.push(undefined);
@@ -202,7 +216,7 @@ async function ramp(
     conns.push(fakes.deepgram.connections[expected - 1]);
     setupMs.push(performance.now() - t0);
   }
-  return { setupMs, failed };
+  return { setupMs, failed, refused };
 }
 
 function countUndefined(a: unknown[]): number {
@@ -333,8 +347,10 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
   const scriptSeconds = Math.ceil(o.calls * 0.15 + o.seconds + 15);
   const script = buildScript(scriptSeconds);
 
-  o.log('  warm-up call, then the idle baseline…');
-  await warmUp(daemon, fakes, script, uuids);
+  if (o.warmUp !== false) {
+    o.log('  warm-up call, then the idle baseline…');
+    await warmUp(daemon, fakes, script, uuids);
+  }
   await waitNoCalls(daemon);
   await new Promise((r) => setTimeout(r, 3000));
   const idle = await sampleDaemon(daemon);
@@ -368,7 +384,7 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
   const r = await ramp(caller, fakes, o.calls, uuids, conns, o.log);
   const rampSeconds = (performance.now() - rampStart) / 1000;
   caller.send({ type: 'rampDone' });
-  o.log(`  ${o.calls - r.failed} calls up in ${rampSeconds.toFixed(1)} s; measuring for ${o.seconds} s…`);
+  o.log(`  ${o.calls - r.failed - r.refused} calls up${r.refused > 0 ? ` (${r.refused} refused)` : ''} in ${rampSeconds.toFixed(1)} s; measuring for ${o.seconds} s…`);
 
   // Steady state: CPU over the window, RSS as the mean of one sample a second.
   await new Promise((res) => setTimeout(res, 1000));
@@ -397,7 +413,7 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
   const after = await sampleDaemon(daemon);
   if (left > 0) o.log(`  WARNING: ${left} calls still active 20 s after the hangups`);
 
-  const live = o.calls - r.failed;
+  const live = o.calls - r.failed - r.refused;
   const windowS = (b.proc.at - a.proc.at) / 1000;
   const cores = (b.proc.cpuSeconds - a.proc.cpuSeconds) / windowS;
   const callerCores = res.cpuSecondsSteady / ((res.stoppedAt - res.rampDoneAt) / 1000);
@@ -464,6 +480,7 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
     },
     daemonPreemptionsPerSecond: (b.proc.preemptions - a.proc.preemptions) / windowS,
     failedToStart: r.failed,
+    refused: r.refused,
     worstTurns: turns.worst,
     turnTimeline: turns.timeline.sort((x, y) => x[0] - y[0]),
   };

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { Resampler } from '../src/audio/resampler.js';
 import type { ResamplerQuality } from '../src/config.js';
 import { SileroVad } from '../src/providers/vad/silero.js';
+import { compareResamplers, type ResamplerEntry } from './lib/resampler-quality.js';
 import { buildScript } from './script.js';
 
 export interface ResamplerFigures {
@@ -35,7 +36,9 @@ export type MicroResult =
   | { kind: 'vad-streams'; figures: VadFigures }
   | { kind: 'peer-resampler'; available: true; figures: Record<string, { up8to16: number; down16to8: number }> }
   | { kind: 'peer-vad'; available: true; figures: VadFigures }
-  | { kind: 'peer-resampler' | 'peer-vad'; available: false; error: string };
+  | { kind: 'peer-resampler' | 'peer-vad'; available: false; error: string }
+  | { kind: 'resampler-compare'; entries: ResamplerEntry[]; peerError: string | null }
+  | { kind: 'cpu-loop'; figures: { mops: number; runs: number[] } };
 
 const cpuMs = (from: NodeJS.CpuUsage): number => {
   const u = process.cpuUsage(from);
@@ -130,7 +133,7 @@ interface RtcNode {
   AudioResamplerQuality: { QUICK: number; LOW: number; MEDIUM: number; HIGH: number };
   AudioFrame: new (data: Int16Array, sampleRate: number, channels: number, samplesPerChannel: number) => object;
   AudioResampler: new (inputRate: number, outputRate: number, channels: number, quality: number) => {
-    push(frame: object): unknown[];
+    push(frame: object): Array<{ data: Int16Array; samplesPerChannel: number }>;
     close(): void;
   };
 }
@@ -183,7 +186,7 @@ async function peerResampler(): Promise<MicroResult> {
       const frames16: object[] = [];
       for (let i = 0; i + 320 <= pcm16.length; i += 320) frames16.push(new rtc.AudioFrame(pcm16.slice(i, i + 320), 16000, 1, 320));
       let produced = 0;
-      for (const f of frames8) for (const out of up.push(f)) produced += (out as { samplesPerChannel: number }).samplesPerChannel;
+      for (const f of frames8) for (const out of up.push(f)) produced += out.samplesPerChannel;
       // A resampler that buffers everything (or nothing) would look infinitely fast: check its output first.
       if (Math.abs(produced - pcm8.length * 2) > 2000) throw new Error(`AudioResampler ${name} produced ${produced} of ${pcm8.length * 2} samples`);
       const u = timesRealTime(seconds, 1500, () => {
@@ -200,6 +203,72 @@ async function peerResampler(): Promise<MicroResult> {
   } catch (err) {
     return { kind: 'peer-resampler', available: false, error: (err as Error).message.split('\n')[0] ?? 'unknown error' };
   }
+}
+
+/** Quality (SNR against sinc_best) and speed of our 8 ↔ 16 kHz paths and LiveKit's, in one process. */
+async function resamplerCompare(): Promise<MicroResult> {
+  const peers: Parameters<typeof compareResamplers>[1] = [];
+  let peerError: string | null = null;
+  try {
+    const rtc = await optionalImport<RtcNode>('@livekit/rtc-node');
+    for (const name of ['QUICK', 'LOW', 'MEDIUM'] as const) {
+      peers.push([
+        `LiveKit AudioResampler ${name}`,
+        (from, to) => {
+          const r = new rtc.AudioResampler(from, to, 1, rtc.AudioResamplerQuality[name]);
+          return Promise.resolve({
+            // Wrapping the chunk in an AudioFrame is part of using it (a call's audio arrives as plain PCM), and
+            // the frame must own its samples: given a view, the native side reads from the start of the buffer.
+            push: (chunk) => {
+              const frames = r.push(new rtc.AudioFrame(chunk.slice(), from, 1, chunk.length));
+              // A frame's data may be a view the resampler reuses: copy it out.
+              if (frames.length === 1) return (frames[0] as { data: Int16Array }).data.slice();
+              const out = new Int16Array(frames.reduce((n, f) => n + f.data.length, 0));
+              let at = 0;
+              for (const f of frames) {
+                out.set(f.data, at);
+                at += f.data.length;
+              }
+              return out;
+            },
+            close: () => r.close(),
+          });
+        },
+      ]);
+    }
+  } catch (err) {
+    peerError = (err as Error).message.split('\n')[0] ?? 'unknown error';
+  }
+  return { kind: 'resampler-compare', entries: await compareResamplers(speech8k(12), peers, 600), peerError };
+}
+
+/**
+ * Calibration: a fixed CPU-bound loop (xorshift and a float accumulate, no allocation, no memory traffic) in
+ * millions of iterations per CPU second, best of five — a figure of single-core speed that no library version
+ * or model changes, so machines can be compared years apart.
+ */
+function cpuLoop(): MicroResult {
+  const iterations = 40_000_000;
+  const pass = (): number => {
+    let x = 0x9e3779b9 | 0;
+    let f = 0;
+    for (let i = 0; i < iterations; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      f += (x & 0xffff) * 1.5e-5;
+    }
+    return f;
+  };
+  let sink = pass();
+  const runs: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    const start = process.cpuUsage();
+    sink += pass();
+    runs.push(iterations / 1e6 / (cpuMs(start) / 1000));
+  }
+  if (!Number.isFinite(sink)) throw new Error('cpu loop: non-finite result');
+  return { kind: 'cpu-loop', figures: { mops: Math.max(...runs), runs } };
 }
 
 async function peerVad(): Promise<MicroResult> {
@@ -250,6 +319,12 @@ async function main(): Promise<void> {
       break;
     case 'peer-vad':
       result = await peerVad();
+      break;
+    case 'resampler-compare':
+      result = await resamplerCompare();
+      break;
+    case 'cpu-loop':
+      result = cpuLoop();
       break;
     default:
       throw new Error(`micro.ts: unknown benchmark ${what}`);

@@ -1,14 +1,21 @@
 // `npm run bench`: the SPEC §14 figures in one run, printed as a table and written to bench/results.json.
-// Sections: micro (resampler, VAD, LiveKit peers) · calls (N concurrent calls) · churn (short lifecycles) · rpc.
-// Flags: --calls N (100) --seconds S (30) --churn N (10000) --only a,b --profile (daemon --cpu-prof) --out FILE
-// --daemon-dist DIR (run another build of the daemon, e.g. an older one, for before/after figures)
-// --daemon-log FILE (the tail of what the daemon printed at LOG_LEVEL=warn).
+// Sections (default: micro,capacity,overload,churn,rpc): micro (calibration, resampler and VAD against LiveKit) ·
+// capacity (most calls at the quality bar, searched) · overload (twice the capacity, admission control on) ·
+// calls (one load point of N calls, opt-in) · churn (short lifecycles) · rpc.
+// Flags: --only a,b --calls N (100) --seconds S (30, the calls point) --churn N (2000) --capacity-start N (60)
+// --capacity-max N (800) --capacity-seconds S (10 per point) --capacity-budget S (150 per build)
+// --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
+// --quiet-wait S (60: how long to wait for other work to calm down) --profile (daemon --cpu-prof) --out FILE
+// --daemon-log FILE (the tail of what the daemon printed at warn).
 
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResamplerQuality } from '../src/config.js';
+import { runOverload, searchCapacity, type CapacityResult, type OverloadResult } from './capacity.js';
+import { capacityRows } from './capacity-table.js';
 import { runCalls, type CallsResult } from './calls.js';
+import { calibrationOf, normalize, type NormalizedCapacity } from './lib/calibration.js';
 import { runChurn, type ChurnResult } from './churn.js';
 import { runChild } from './lib/child.js';
 import { BenchDaemon, ROOT } from './lib/daemon.js';
@@ -28,6 +35,13 @@ interface Options {
   out: string;
   quality: ResamplerQuality;
   dist: string;
+  baselines: string[];
+  capacityStart: number;
+  capacityMax: number;
+  capacitySeconds: number;
+  capacityBudget: number;
+  /** Seconds to wait for a quiet machine before load is measured. */
+  quietWait: number;
   daemonLog: string;
 }
 
@@ -35,12 +49,18 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     calls: 100,
     seconds: 30,
-    churn: 10_000,
+    churn: 2000,
     only: null,
     profile: false,
     out: join(ROOT, 'bench', 'results.json'),
     quality: 'sinc_fastest',
     dist: 'dist',
+    baselines: [],
+    capacityStart: 60,
+    capacityMax: 800,
+    capacitySeconds: 10,
+    capacityBudget: 150,
+    quietWait: 60,
     daemonLog: '',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -75,13 +95,31 @@ function parseArgs(argv: string[]): Options {
         o.out = next();
         break;
       case '--daemon-dist':
-        o.dist = next();
+        o.baselines.push(next());
+        break;
+      case '--capacity-start':
+        o.capacityStart = Math.max(1, int(next(), '--capacity-start'));
+        break;
+      case '--capacity-max':
+        o.capacityMax = Math.max(1, int(next(), '--capacity-max'));
+        break;
+      case '--capacity-seconds':
+        o.capacitySeconds = Math.max(3, int(next(), '--capacity-seconds'));
+        break;
+      case '--capacity-budget':
+        o.capacityBudget = int(next(), '--capacity-budget');
+        break;
+      case '--quiet-wait':
+        o.quietWait = int(next(), '--quiet-wait');
         break;
       case '--daemon-log':
         o.daemonLog = next();
         break;
       default:
-        throw new Error(`unknown flag ${a ?? ''} (flags: --calls N --seconds S --churn N --only micro,calls,churn,rpc --profile --out FILE --daemon-dist DIR --daemon-log FILE)`);
+        throw new Error(
+          `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc --calls N --seconds S --churn N ` +
+            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --profile --out FILE --daemon-log FILE)',
+        );
     }
   }
   return o;
@@ -121,14 +159,106 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const started = performance.now();
   const machine = machineInfo();
-  const want = (s: string): boolean => o.only === null || o.only.has(s);
+  const defaults = new Set(['micro', 'capacity', 'overload', 'churn', 'rpc']);
+  const want = (s: string): boolean => (o.only === null ? defaults.has(s) : o.only.has(s));
   log(`pipecat-manager benchmark — ${machine.cores} × ${machine.cpuModel}, Node ${machine.node}, load ${machine.loadAtStart.join(' ')}`);
 
-  const results: Record<string, unknown> = { machine, options: { calls: o.calls, seconds: o.seconds, churn: o.churn, quality: o.quality, daemon: o.dist } };
+  const results: Record<string, unknown> = {
+    machine,
+    options: { calls: o.calls, seconds: o.seconds, churn: o.churn, quality: o.quality, daemon: o.dist, baselines: o.baselines, capacity: { start: o.capacityStart, max: o.capacityMax, seconds: o.capacitySeconds, budget: o.capacityBudget } },
+  };
+  const capacities: CapacityResult[] = [];
+  let overload: OverloadResult | undefined;
   let calls: CallsResult | undefined;
   let churn: ChurnResult | undefined;
   let rpc: RpcResult | undefined;
   const micro: MicroResult[] = [];
+
+  if (want('micro')) {
+    log('micro: calibration (CPU loop, LiveKit resampler and Silero), resamplers and VAD (each in a child process)…');
+    // Each in its own child; one that fails (or outlasts its timeout on a slow machine) is reported, not fatal.
+    const microErrors: string[] = [];
+    const run = async (args: string[]): Promise<void> => {
+      try {
+        micro.push(await runChild<MicroResult>('micro.ts', args, 300_000));
+      } catch (err) {
+        microErrors.push((err as Error).message);
+        log(`  ${(err as Error).message}`);
+      }
+    };
+    await run(['cpu-loop']);
+    for (const q of ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const) await run(['resampler', q]);
+    await run(['vad']);
+    await run(['vad-streams', '100']);
+    await run(['peer-resampler']);
+    await run(['peer-vad']);
+    await run(['resampler-compare']);
+    if (microErrors.length > 0) results.microErrors = microErrors;
+    results.micro = micro;
+  }
+
+  if (want('capacity') || want('overload')) {
+    log('capacity: starting MariaDB database, RabbitMQ vhost and the provider fakes…');
+    const services = await createBenchServices();
+    const fakes = await startFakes();
+    const ids: string[] = [];
+    const baseEnv = {
+      DATABASE_DSN: `mysql://root@127.0.0.1:3306/${services.database}`,
+      REDIS_ADDRESS: '127.0.0.1:6379',
+      REDIS_DATABASE: String(services.redisDb),
+      RABBITMQ_ADDRESS: services.rabbitUrl,
+      UNKNOWN_CALLS: 'accept',
+      RESAMPLER_QUALITY: o.quality,
+      ...fakes.env,
+    };
+    const withDaemon = async <T>(dist: string, env: Record<string, string>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> => {
+      const d = await BenchDaemon.start({ env: { ...baseEnv, ...env }, dist });
+      try {
+        return await fn(d);
+      } finally {
+        const code = await d.stop();
+        if (code !== 0) log(`daemon (${dist}) exited with ${String(code)}: ${d.output.slice(-2000)}`);
+      }
+    };
+    try {
+      results.quietAtCapacityStart = await waitForQuietMachine(o.quietWait * 1000, log);
+      if (want('capacity')) {
+        // The raw capacity: admission control off, so the search sees where quality gives out.
+        for (const dist of [o.dist, ...o.baselines]) {
+          const r = await withDaemon(dist, { ADMISSION_CONTROL: 'off' }, (d) =>
+            searchCapacity(d, fakes, {
+              build: dist,
+              start: o.capacityStart,
+              max: o.capacityMax,
+              seconds: o.capacitySeconds,
+              budgetSeconds: o.capacityBudget,
+              quality: o.quality,
+              log,
+              between: () => resetFakes(fakes),
+            }),
+          );
+          ids.push(...r.uuids);
+          capacities.push(r.result);
+          log(`  [${dist}] capacity ${r.result.capacity}${r.result.failedAt === null ? '+' : ` (failed at ${r.result.failedAt})`}`);
+        }
+        results.capacity = capacities;
+      }
+      if (want('overload')) {
+        const capacity = capacities[0]?.capacity ?? o.capacityStart;
+        const offered = Math.max(2, 2 * capacity);
+        const r = await withDaemon(o.dist, { ADMISSION_CONTROL: 'on' }, (d) =>
+          runOverload(d, fakes, { build: o.dist, offered, seconds: o.capacitySeconds, quality: o.quality, log }),
+        );
+        ids.push(...r.uuids);
+        overload = r.result;
+        results.overload = overload;
+      }
+    } finally {
+      await fakes.close();
+      const problems = await services.cleanup(ids);
+      for (const p of problems) log(`cleanup: ${p}`);
+    }
+  }
 
   if (want('calls') || want('churn') || want('rpc')) {
     log('starting MariaDB database, RabbitMQ vhost, provider fakes (Cartesia behind TLS) and the daemon…');
@@ -156,7 +286,7 @@ async function main(): Promise<void> {
       log(`daemon pid ${daemon.pid} (audiosocket :${daemon.audiosocketPort}, metrics :${daemon.metricsPort})`);
       if (want('calls')) {
         // The machine is shared: give other work up to 60 s to calm down, so the figures are the daemon's.
-        const quiet = await waitForQuietMachine(60_000, log);
+        const quiet = await waitForQuietMachine(o.quietWait * 1000, log);
         results.quietAtCallsStart = quiet;
         log(`calls: ${o.calls} concurrent calls, ${o.seconds} s measured…`);
         const r = await runCalls(daemon, fakes, { calls: o.calls, seconds: o.seconds, quality: o.quality, log });
@@ -199,16 +329,6 @@ async function main(): Promise<void> {
     }
   }
 
-  if (want('micro')) {
-    log('micro: resampler per quality, VAD, LiveKit peers (each in a child process)…');
-    for (const q of ['sinc_fastest', 'sinc_medium', 'sinc_best'] as const) micro.push(await runChild<MicroResult>('micro.ts', ['resampler', q]));
-    micro.push(await runChild<MicroResult>('micro.ts', ['vad']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['vad-streams', '100']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['peer-resampler']));
-    micro.push(await runChild<MicroResult>('micro.ts', ['peer-vad']));
-    results.micro = micro;
-  }
-
   const rows = buildRows({
     quality: o.quality,
     ...(calls === undefined ? {} : { calls }),
@@ -216,6 +336,19 @@ async function main(): Promise<void> {
     ...(rpc === undefined ? {} : { rpc }),
     micro,
   });
+  const calibration = micro.length > 0 ? calibrationOf(micro) : undefined;
+  const compare = micro.find((m) => m.kind === 'resampler-compare');
+  const capacityTable = capacityRows({
+    ...(calibration === undefined ? {} : { calibration }),
+    capacity: capacities.map((result) => ({
+      result,
+      normalized: calibration === undefined ? null : (normalize(result.capacity, machine.cores, calibration) satisfies NormalizedCapacity),
+    })),
+    ...(overload === undefined ? {} : { overload }),
+    ...(compare?.kind === 'resampler-compare' ? { resamplers: compare.entries } : {}),
+  });
+  rows.unshift(...capacityTable);
+  results.calibration = calibration;
   results.table = rows;
   log('');
   log(formatRows(rows));

@@ -1,6 +1,7 @@
 // The composition root: builds every part from the configuration, starts them in the order of SPEC §1 and
 // shuts them down in reverse. Nothing imports this module but cmd/ and the tests.
 
+import { AdmissionController, clockTicksFromMetrics } from './admission.js';
 import { OutputClock } from './audio/clock.js';
 import { AudiosocketServer } from './transports/audiosocket/server.js';
 import { attachAudiosocket } from './transports/audiosocket/attach.js';
@@ -8,6 +9,7 @@ import { CallManager } from './calls/manager.js';
 import { warmUp } from './calls/warm-up.js';
 import { ProviderRegistry } from './providers/registry.js';
 import { missingOfflinePackages } from './providers/offline-packages.js';
+import { SileroVad } from './providers/vad/silero.js';
 import { SiblingClient } from './rpc/sibling-client.js';
 import type { Config, HostPort } from './config.js';
 import { DependencyError, messageOf } from './errors.js';
@@ -63,6 +65,8 @@ export class App {
     private readonly sharedServer: RpcServer | null,
     private readonly audiosocket: AudiosocketServer,
     private readonly clock: OutputClock,
+    /** New-call admission (MAX_CALLS, headroom); tests force an overload through it. */
+    readonly admission: AdmissionController,
   ) {
     this.calls = calls;
   }
@@ -128,6 +132,13 @@ export class App {
 
       // Warm start (issue 9): what every call needs that can be loaded once is loaded before the daemon says it
       // started, so the first call greets as fast as the tenth and no call's setup stalls another's frames.
+      // Warm DSP workers (VAD inference off the main thread): started once, before the warm-up uses them, each
+      // loading the Silero model at startup rather than on a live call; stopped at shutdown.
+      await SileroVad.start({
+        workers: config.dspWorkers ?? undefined,
+        onWorkerCrash: (detail) => log.error({ detail }, 'a DSP worker thread crashed; it is replaced, and the calls whose VAD windows it was running end'),
+      });
+      closers.push(() => SileroVad.shutdown());
       const warm = await warmUp(config);
       log.info({ ms: Math.round(warm.totalMs), steps: warm.steps }, 'warm start done');
       if (Object.keys(warm.failed).length > 0) log.warn({ failed: warm.failed }, 'some warm-up steps failed; the first call pays for them');
@@ -135,6 +146,29 @@ export class App {
       closers.push(() => clock.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
+      let manager: CallManager | null = null;
+      let sharedQueue: RpcServer | null = null;
+      // Leaving and rejoining the shared queue run one at a time, in the order admission decided them.
+      let queueMove = Promise.resolve();
+      const admission = new AdmissionController({
+        maxCalls: config.maxCalls,
+        headroom: config.admissionControl,
+        sources: {
+          activeCalls: () => manager?.size ?? 0,
+          clockTicks: () => clockTicksFromMetrics(metrics),
+          workers: () => SileroVad.poolStats(),
+        },
+        metrics,
+        log,
+        onChange: (admitting) => {
+          queueMove = queueMove
+            .then(() => (admitting ? sharedQueue?.resume() : sharedQueue?.pause()))
+            .catch((err: unknown) => log.warn({ err: messageOf(err) }, 'could not leave or rejoin the shared RPC queue'));
+        },
+      });
+      admission.start();
+      closers.push(() => admission.close());
+      checks.admission = () => admission.readiness();
       const calls = new CallManager({
         config,
         store,
@@ -144,7 +178,9 @@ export class App {
         log,
         providers: options.providers ?? new ProviderRegistry(config),
         externalHost: () => `${config.podIp}:${audiosocketAddress.port}`,
+        admit: () => admission.admit(),
       });
+      manager = calls;
       closers.push(() => calls.shutdown(0));
 
       const routes = new RpcRoutes(calls, config.podIp);
@@ -172,6 +208,8 @@ export class App {
         closers.push(() => hostServer.stop());
         await shared.start();
         closers.push(() => shared.stop());
+        sharedQueue = shared;
+        admission.update();
       }
 
       const audiosocket = new AudiosocketServer({
@@ -220,7 +258,7 @@ export class App {
         },
         'pipecat-manager started',
       );
-      return new App(config, log, metrics, addresses, calls, closers, sharedServer, audiosocket, clock);
+      return new App(config, log, metrics, addresses, calls, closers, sharedServer, audiosocket, clock, admission);
     } catch (err) {
       await closeAll(closers, log);
       throw err;

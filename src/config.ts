@@ -99,6 +99,12 @@ export interface Config {
   limits: InputLimits;
   /** 0 = derived from the nofile limit at startup (src/http/connection-limits.ts). */
   maxConnections: { audiosocket: number; http: number; websocket: number };
+  /** Hard cap on live calls; 0 = no cap (admission still refuses on overload). */
+  maxCalls: number;
+  /** DSP worker threads for VAD inference; null = one per spare core; 0 = on the main thread. */
+  dspWorkers: number | null;
+  /** Refuse new calls when headroom runs out (event loop, clock, workers, CPU); MAX_CALLS applies either way. */
+  admissionControl: boolean;
 }
 
 /** Sizes of caller input beyond which a request is refused with 400 (issue 12, item 5). */
@@ -180,6 +186,9 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['AUDIOSOCKET_MAX_CONNECTIONS', '0', 'Open Audiosocket connections at most; 0 = derived from the nofile limit'],
   ['HTTP_MAX_CONNECTIONS', '0', 'Open HTTP connections at most (WebSockets included); 0 = derived from the nofile limit'],
   ['WEBSOCKET_MAX_CONNECTIONS', '0', 'Open WebSocket connections at most; 0 = derived from the nofile limit'],
+  ['MAX_CALLS', '0', 'Hard cap on live calls on this instance (0 = none); beyond it new calls are refused'],
+  ['DSP_WORKERS', '', 'Worker threads for VAD inference (unset = one per core beyond the first; 0 = main thread)'],
+  ['ADMISSION_CONTROL', 'on', 'on: stop taking calls (leave the shared queue, /readyz 503) before the headroom runs out'],
 ];
 
 const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
@@ -394,6 +403,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       http: int('HTTP_MAX_CONNECTIONS', 0, 1_000_000),
       websocket: int('WEBSOCKET_MAX_CONNECTIONS', 0, 1_000_000),
     },
+    maxCalls: int('MAX_CALLS', 0, 1_000_000),
+    dspWorkers: get('DSP_WORKERS').trim() === '' ? null : int('DSP_WORKERS', 0, 64),
+    admissionControl: onOff('ADMISSION_CONTROL'),
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.
   if (config.callManager && rabbitmqAddress === '') {

@@ -30,6 +30,11 @@ export interface CallManagerDeps {
   providers: ProviderRegistry;
   /** The Audiosocket address Asterisk is told to connect to (`<POD_IP>:<port>`). */
   externalHost: () => string;
+  /**
+   * Admission control (src/admission.ts): throws when this instance takes no new call right now; otherwise holds a
+   * place under MAX_CALLS until the returned function is called (once the call is registered, or failed).
+   */
+  admit?: () => () => void;
 }
 
 export class CallManager {
@@ -82,7 +87,11 @@ export class CallManager {
     this.deps.providers.checkAvailable({ stt: req.stt_type, tts: req.tts_type, ttsVoiceId: req.tts_voice_id || config.defaults.ttsVoiceId });
     this.refuseWhenStopping();
     if (this.calls.has(req.id)) throw new ConflictError(`pipecatcall ${req.id} already exists`);
-    const row = await this.deps.store.create(rowOfRequest(req, config.podIp));
+    const release = this.deps.admit?.() ?? ((): void => undefined);
+    const row = await this.deps.store.create(rowOfRequest(req, config.podIp)).catch((err: unknown) => {
+      release();
+      throw err;
+    });
     this.deps.events.publish('pipecatcall_created', encodePipecatcall(row));
     this.deps.metrics.callsTotal.inc({ reference_type: row.reference_type });
     const log = this.deps.log.child({ pipecatcall_id: row.id });
@@ -91,6 +100,7 @@ export class CallManager {
     // Registered before the sibling RPCs: Asterisk may connect as soon as call-manager has been asked. A call
     // whose media never comes ends (SPEC §2.2); a text-only session starting below clears the timer.
     const call = this.register(row, req.vad_config, null, log);
+    release();
     call.startMediaTimer(config.mediaConnectTimeoutSeconds * 1000, () => {
       call.log.warn({ timeout_s: config.mediaConnectTimeoutSeconds }, 'the media never connected; ending the call');
       void this.terminate(call.id, 'no_media');
@@ -229,7 +239,8 @@ export class CallManager {
     const row = this.rows.pending(id) ?? (await this.deps.store.get(id));
     if (row === null) {
       if (this.deps.config.unknownCalls === 'reject') throw new NotFoundError(`pipecatcall ${id} is unknown (UNKNOWN_CALLS=reject)`);
-      return this.createForUnknownMedia(id);
+      const release = this.deps.admit?.() ?? ((): void => undefined);
+      return this.createForUnknownMedia(id).finally(release);
     }
     if (isTerminated(row)) throw new ConflictError(`pipecatcall ${id} is already terminated`);
     if (row.host_id !== this.deps.config.podIp) throw new ConflictError(`pipecatcall ${id} belongs to host ${row.host_id}`);

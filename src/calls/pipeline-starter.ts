@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics.js';
 import { ConversationContext } from '../pipeline/context.js';
 import { VoicePipeline } from '../pipeline/voice-pipeline.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { SileroVad } from '../providers/vad/silero.js';
+import { DspWorkerCrashedError, SileroVad } from '../providers/vad/silero.js';
 import type { Call, TerminateReason } from './call.js';
 import { CallObserver } from './call-observer.js';
 import type { SiblingPort } from './ports.js';
@@ -64,7 +64,11 @@ export class PipelineStarter {
             onSpeechStop: (atSample) => events.onSpeechStop(atSample),
             onSpeechOnset: () => events.onSpeechOnset(),
             onOnsetDropped: () => events.onOnsetDropped(),
-            onError: (err) => call.log.warn({ err: messageOf(err) }, 'VAD inference failed; barge-in and turns stop for this call'),
+            onError: (err) => {
+              call.log.warn({ err: messageOf(err) }, 'VAD inference failed; barge-in and turns stop for this call');
+              // A crashed DSP worker took the call's VAD state with it: end the call rather than leave it deaf.
+              if (err instanceof DspWorkerCrashedError) this.deps.terminate(call.id, 'error');
+            },
           }),
         createResampler: (from, to) => Resampler.create(from, to, config.resamplerQuality),
         sink,

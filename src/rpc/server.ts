@@ -47,6 +47,7 @@ export class RpcServer {
   private consumers: Array<{ ch: Channel; tag: string }> = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopping: Promise<void> | undefined;
+  private paused = false;
 
   constructor(o: RpcServerOptions) {
     this.broker = o.broker;
@@ -89,7 +90,32 @@ export class RpcServer {
     return this.stopping;
   }
 
+  /**
+   * Leaves the queues (cancels the consumers, also across reconnects) so that other instances take their
+   * requests; `resume()` consumes again. Handlers in flight finish and reply. Used by admission control.
+   */
+  async pause(): Promise<void> {
+    if (this.paused || this.stopping !== undefined) return;
+    this.paused = true;
+    const consumers = this.consumers;
+    this.consumers = [];
+    for (const { ch, tag } of consumers) {
+      if (this.broker.isConnected && this.broker.channel === ch) await ch.cancel(tag).catch(() => undefined);
+    }
+  }
+
+  async resume(): Promise<void> {
+    if (!this.paused || this.stopping !== undefined) return;
+    this.paused = false;
+    if (this.broker.isConnected) await this.setup(this.broker.channel);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   private readonly setup = async (ch: Channel): Promise<void> => {
+    if (this.paused) return;
     // Per-consumer limit (global=false): applies to the consumers created below on this channel.
     await ch.prefetch(this.prefetch);
     // A fresh channel means the old consumers died with the old one.

@@ -62,7 +62,7 @@ export function spawnDaemon(env: Record<string, string>, timeoutMs = 30_000): Pr
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...TSX, 'src/cmd/pipecat-manager.ts'], {
       cwd: ROOT,
-      env: baseEnv({ LOG_LEVEL: 'info', ...env }),
+      env: baseEnv({ LOG_LEVEL: 'info', ADMISSION_CONTROL: 'off', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const logs: Array<Record<string, unknown>> = [];

@@ -52,6 +52,8 @@ export function testConfig(services: TestServices, env: Record<string, string> =
       REDIS_DATABASE: String(redis.database),
       RABBITMQ_ADDRESS: services.rabbitUrl,
       LOG_LEVEL: 'silent',
+      // Headroom-based refusal would make tests on a loaded machine flaky; admission.test.ts covers it.
+      ADMISSION_CONTROL: 'off',
       ...env,
     },
   });

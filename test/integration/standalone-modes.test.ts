@@ -63,10 +63,10 @@ describe('switching each part to its real service', () => {
     const db = services.database.config;
     await using t = await startWith({ DATABASE_DSN: `mysql://${db.user}@${db.host}:${db.port}/${db.database}` });
     expect(await readyz(t.base)).toMatchObject({
-      checks: { mysql: 'ok' },
+      checks: { mysql: 'ok', admission: 'ok' },
       modes: { database: `mysql ${db.host}:${db.port}/${db.database}`, cache: 'none', rpc: 'http', events: 'none' },
     });
-    expect(Object.keys((await readyz(t.base)).checks)).toEqual(['mysql']);
+    expect(Object.keys((await readyz(t.base)).checks)).toEqual(['mysql', 'admission']);
     const id = randomUUID();
     await createOverHttp(t.base, id);
     const conn = await createConnection({ ...TEST_MYSQL, database: db.database });
@@ -82,7 +82,7 @@ describe('switching each part to its real service', () => {
     const r = testRedisConfig();
     await using t = await startWith({ REDIS_ADDRESS: `${r.host}:${r.port}`, REDIS_DATABASE: String(r.database) });
     const status = await readyz(t.base);
-    expect(status.checks).toEqual({ sqlite: 'ok', redis: 'ok' });
+    expect(status.checks).toEqual({ sqlite: 'ok', redis: 'ok', admission: 'ok' });
     expect(status.modes).toMatchObject({ database: `sqlite ${join(t.dir, 'calls.sqlite')}`, cache: `redis ${r.host}:${r.port}/${r.database}` });
     const id = randomUUID();
     const body = await createOverHttp(t.base, id);
@@ -98,7 +98,7 @@ describe('switching each part to its real service', () => {
   it('RABBITMQ_ADDRESS alone: RPC and events on the broker over SQLite; HTTP answers the same bytes', async () => {
     await using t = await startWith({ RABBITMQ_ADDRESS: services.rabbitUrl });
     const status = await readyz(t.base);
-    expect(status.checks).toEqual({ sqlite: 'ok', rabbitmq: 'ok' });
+    expect(status.checks).toEqual({ sqlite: 'ok', rabbitmq: 'ok', admission: 'ok' });
     expect(status.modes).toMatchObject({ cache: 'none', rpc: 'rabbitmq + http', events: 'rabbitmq' });
     const rpc = await RpcTestClient.connect(services.rabbitUrl);
     const events = await rpc.subscribeEvents();

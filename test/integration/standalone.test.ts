@@ -78,7 +78,7 @@ describe('standalone mode (no MySQL, Redis or RabbitMQ)', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       status: 'ready',
-      checks: { sqlite: 'ok' },
+      checks: { sqlite: 'ok', admission: 'ok' },
       modes: { database: `sqlite ${join(dir, 'data', 'calls.sqlite')}`, cache: 'none', rpc: 'http', events: 'webhook' },
     });
   });

@@ -174,8 +174,9 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       expect(new Set(caller.frames.slice(firstOfKind).map((f) => f.bytes))).toEqual(new Set([bytes]));
       const answer = caller.voiced(speechEnd);
       const gaps = answer.slice(1).map((f, i) => f.at - (answer[i] as { at: number }).at).sort((a, b) => a - b);
-      expect(gaps[Math.floor(gaps.length / 2)]).toBeGreaterThan(17);
-      expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(23);
+      // Paced, not dumped (a dump arrives < 1 ms apart); sanity bounds only, the pacing figures are the bench's.
+      expect(gaps[Math.floor(gaps.length / 2)]).toBeGreaterThan(5);
+      expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(100);
 
       expect(messagesOf(id)).toEqual([
         ['message_bot_transcription', 'Hello!'],

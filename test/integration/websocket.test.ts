@@ -85,8 +85,9 @@ describe('WebSocket media mode', () => {
       expect(client.audio.map((f) => f.id)).toEqual(client.audio.map((_, i) => i + 1));
       const answer = client.voiced(speechEnd);
       const gaps = answer.slice(1).map((f, i) => f.at - (answer[i] as { at: number }).at);
-      expect(median(gaps)).toBeGreaterThan(15);
-      expect(median(gaps)).toBeLessThan(25);
+      // Paced, not dumped (a dump arrives < 1 ms apart); sanity bounds only, the pacing figures are the bench's.
+      expect(median(gaps)).toBeGreaterThan(5);
+      expect(median(gaps)).toBeLessThan(100);
     } finally {
       await client.close();
     }

@@ -245,7 +245,9 @@ describe('bad Audiosocket peers against a running App', () => {
       console.log(`good call during ${BAD_CONNECTIONS + NEVER_READING} bad connections: ${describeTiming(timing)}; ${loop.describe(startedAt)}`);
       expect(caller.client.isClosed).toBe(false);
       // A gap counts in full unless this process was runnable but given no CPU (other work on a 2-core machine).
-      expect(timing.maxOwnGapMs).toBeLessThanOrEqual(60);
+      // A sanity bound (npm test runs on loaded machines): no stall of the kind a blocked loop causes (seconds);
+      // the precise pacing figures are `npm run bench`'s.
+      expect(timing.maxOwnGapMs).toBeLessThanOrEqual(500);
       expect(timing.frames).toBeGreaterThanOrEqual(minimumFrames(startedAt, endedAt, (a, b) => loop.waitingMs(a, b)));
 
       // Nothing left behind: only the good call's connection (both of its ends live in this process) holds a

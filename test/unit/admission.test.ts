@@ -1,0 +1,90 @@
+// AdmissionController on its own: hysteresis of the headroom signals (enter after two samples over the high mark,
+// leave only after four samples all under the low marks), the MAX_CALLS cap, the forced signal, onChange.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { AdmissionController, DEFAULT_THRESHOLDS, OverloadedError } from '../../src/admission.js';
+import { testLogger } from '../helpers/services.js';
+import { Metrics } from '../../src/metrics.js';
+
+let controller: AdmissionController | undefined;
+afterEach(() => controller?.close());
+
+// Only the worker backlog can trip here: the real loop-delay, clock and CPU signals of a loaded test machine
+// must not decide the outcome.
+const unreachable = { high: Number.POSITIVE_INFINITY, low: Number.POSITIVE_INFINITY };
+const thresholds = { ...DEFAULT_THRESHOLDS, loopDelayP99Ms: unreachable, lateTickShare: unreachable, workerBusy: unreachable, cpu: unreachable };
+
+async function until(check: () => boolean, what: string, timeoutMs = 6000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('AdmissionController', () => {
+  it('enters overload on a sustained worker backlog, refuses with the reason, and leaves it with hysteresis', async () => {
+    let backlog = 0;
+    let calls = 0;
+    const changes: boolean[] = [];
+    controller = new AdmissionController({
+      maxCalls: 0,
+      headroom: true,
+      sources: { activeCalls: () => calls, workers: () => ({ oldestBatchMs: backlog, busyMs: 0, workers: 1 }) },
+      metrics: new Metrics({ defaultMetrics: false }),
+      log: testLogger(),
+      thresholds,
+      onChange: (admitting) => changes.push(admitting),
+    });
+    controller.start();
+    controller.admit()();
+    calls++;
+    backlog = 100;
+    await until(() => controller?.refusal !== null, 'overload');
+    expect(controller.refusal).toMatch(/^overload: workerBacklogMs 100 > 40/);
+    expect(() => controller?.admit()).toThrow(OverloadedError);
+    await expect(controller.readiness()).rejects.toThrow(/workerBacklogMs/);
+    // Between the low and the high mark: still overloaded (no flapping).
+    backlog = 20;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(controller.refusal).not.toBeNull();
+    backlog = 0;
+    await until(() => controller?.refusal === null, 'recovery');
+    await expect(controller.readiness()).resolves.toBeUndefined();
+    expect(changes).toEqual([false, true]);
+  }, 15_000);
+
+  it('MAX_CALLS caps live calls; a forced overload refuses until lifted', () => {
+    let calls = 0;
+    const changes: boolean[] = [];
+    controller = new AdmissionController({
+      maxCalls: 2,
+      headroom: false,
+      sources: { activeCalls: () => calls },
+      metrics: new Metrics({ defaultMetrics: false }),
+      log: testLogger(),
+      onChange: (admitting) => changes.push(admitting),
+    });
+    // A place is held from admit() until released, even before the call is counted as live.
+    const first = controller.admit();
+    expect(changes).toEqual([]);
+    const second = controller.admit();
+    expect(changes).toEqual([false]);
+    expect(() => controller?.admit()).toThrow(/max_calls: 2 of MAX_CALLS=2/);
+    calls += 2;
+    first();
+    second();
+    second();
+    expect(() => controller?.admit()).toThrow(/max_calls: 2 of MAX_CALLS=2/);
+    calls--;
+    controller.update();
+    expect(controller.refusal).toBeNull();
+    controller.forceOverload('maintenance');
+    expect(() => controller?.admit()).toThrow(/forced overload: maintenance/);
+    controller.forceOverload(null);
+    // 1 live + 1 admitted = the cap, until that admission is released (the test counts no live call for it).
+    controller.admit()();
+    expect(changes).toEqual([false, true, false, true, false, true]);
+    expect(() => new AdmissionController({ maxCalls: -1, headroom: false, sources: { activeCalls: () => 0 }, metrics: new Metrics({ defaultMetrics: false }), log: testLogger() })).toThrow(RangeError);
+  });
+});
