@@ -1,7 +1,8 @@
 // `npm run bench`: the SPEC §14 figures in one run, printed as a table and written to bench/results.json.
 // Sections (default: micro,capacity,overload,churn,rpc): micro (calibration, resampler and VAD against LiveKit) ·
 // capacity (most calls at the quality bar, searched) · overload (twice the capacity, admission control on) ·
-// calls (one load point of N calls, opt-in) · churn (short lifecycles) · rpc.
+// calls (one load point of N calls, opt-in) · churn (short lifecycles) · rpc · setup (call setup under load,
+// bench/setup-burst.ts, opt-in) · turns (turn-taking, bench/turns.ts, opt-in).
 // Flags: --only a,b --calls N (100) --seconds S (30, the calls point) --churn N (2000) --capacity-start N (60)
 // --capacity-max N (800) --capacity-seconds S (10 per point) --capacity-budget S (150 per build)
 // --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
@@ -117,7 +118,7 @@ function parseArgs(argv: string[]): Options {
         break;
       default:
         throw new Error(
-          `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc --calls N --seconds S --churn N ` +
+          `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc,setup,turns --calls N --seconds S --churn N ` +
             '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --profile --out FILE --daemon-log FILE)',
         );
     }
@@ -126,6 +127,31 @@ function parseArgs(argv: string[]): Options {
 }
 
 const log = (line: string): void => console.log(line);
+
+/**
+ * The load sections judge each reply against a fixed `stop_secs` (added latency, premature turns): their daemons run
+ * the classic turn-taking (no adaptive end of turn, no preemptive reply, barge-in cancels at once). Older builds
+ * ignore these variables. Turn-taking itself is measured by the `turns` section.
+ */
+const CLASSIC_TURNS = {
+  TURN_MIN_STOP_SECS: '0.8',
+  TURN_MAX_STOP_SECS: '0.8',
+  TURN_PREEMPTIVE_GENERATION: 'off',
+  TURN_FALSE_INTERRUPTION_SECS: '0',
+};
+
+/** Runs a standalone bench script (its own table and JSON) in a child process; a failure is reported, not fatal. */
+async function runScript(file: string, args: string[], timeoutMs: number): Promise<string | null> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', file), ...args], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0 ? null : `${file} exited with ${String(code)}`);
+    });
+  });
+}
 
 /** Waits until the machine's CPU pressure (PSI some, 10 s average) is under 5 %, at most `maxMs`. */
 async function waitForQuietMachine(maxMs: number, logLine: (line: string) => void): Promise<boolean> {
@@ -209,6 +235,7 @@ async function main(): Promise<void> {
       RABBITMQ_ADDRESS: services.rabbitUrl,
       UNKNOWN_CALLS: 'accept',
       RESAMPLER_QUALITY: o.quality,
+      ...CLASSIC_TURNS,
       ...fakes.env,
     };
     const withDaemon = async <T>(dist: string, env: Record<string, string>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> => {
@@ -278,6 +305,7 @@ async function main(): Promise<void> {
           RABBITMQ_ADDRESS: services.rabbitUrl,
           UNKNOWN_CALLS: 'accept',
           RESAMPLER_QUALITY: o.quality,
+          ...CLASSIC_TURNS,
           ...fakes.env,
         },
         nodeArgs: o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
@@ -327,6 +355,18 @@ async function main(): Promise<void> {
       const problems = await services.cleanup(ids);
       for (const p of problems) log(`cleanup: ${p}`);
     }
+  }
+
+  // Opt-in sections with tables of their own: call setup under load (issue 9) and turn-taking (issue 13).
+  if (want('setup')) {
+    log('setup: greeting of the first call after start, and frame gaps of playing calls during a burst of setups…');
+    const failed = await runScript('setup-burst.ts', [], 600_000);
+    if (failed !== null) log(`setup: ${failed}`);
+  }
+  if (want('turns')) {
+    log('turns: barge-in, false interruptions, voice-to-voice and premature replies with realistic provider delays…');
+    const failed = await runScript('turns.ts', [], 900_000);
+    if (failed !== null) log(`turns: ${failed}`);
   }
 
   const rows = buildRows({

@@ -115,81 +115,10 @@ export interface InputLimits {
   messageTextChars: number;
 }
 
-/** Every variable the daemon reads, with its default ('' = unset). The order is the README's. */
-export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValue: string, doc: string]> = [
-  ['POD_IP', '127.0.0.1', "This instance's host id: stored as host_id, suffix of its per-host RPC queue, the host Asterisk connects to"],
-  ['AUDIOSOCKET_LISTEN_ADDRESS', '${POD_IP}:8080', 'TCP address of the Audiosocket server'],
-  ['HTTP_LISTEN_ADDRESS', '127.0.0.1:8001', 'HTTP server: /healthz, /readyz, WebSocket media/monitor'],
-  ['HTTP_AUTH_TOKEN', '', 'When set, the console API, the HTTP control API (/v1/…) and WebSocket upgrades need `Authorization: Bearer <token>` or `?token=`; required when HTTP_LISTEN_ADDRESS is not loopback'],
-  ['PROMETHEUS_LISTEN_ADDRESS', '127.0.0.1:2112', 'Metrics HTTP listener (`:2112` = every interface, as the Dockerfile sets)'],
-  ['PROMETHEUS_ENDPOINT', '/metrics', 'Metrics path'],
-  ['DATABASE_DSN', '', 'MySQL/MariaDB, e.g. mysql://root@127.0.0.1:3306/pipecat (the Go form user:pass@tcp(host:port)/db too); unset = embedded SQLite at DATABASE_PATH'],
-  ['DATABASE_PATH', 'data/pipecat-manager.sqlite', 'The embedded SQLite file when DATABASE_DSN is unset (created with its directory)'],
-  ['DATABASE_MIGRATE', 'on', 'on: create the MySQL database and apply schema migrations at startup; off: no DDL, only check that the table and columns exist (a MySQL user without DDL rights; SQLite is always migrated)'],
-  ['REDIS_ADDRESS', '', 'Redis host:port, e.g. 127.0.0.1:6379; unset = no cache'],
-  ['REDIS_PASSWORD', '', 'Redis password'],
-  ['REDIS_DATABASE', '1', 'Redis database index'],
-  ['RABBITMQ_ADDRESS', '', 'RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672; unset = no RPC server and no events on a broker (control over HTTP)'],
-  ['EVENTS_WEBHOOK_URL', '', 'When set, every event is also POSTed here as JSON (retried with backoff, bounded queue)'],
-  ['UNKNOWN_CALLS', 'accept', 'Audiosocket connection with an unknown UUID: accept (create a call with the defaults) or reject'],
-  ['CALL_MANAGER', 'off', 'on: ask call-manager for external media on create and delete it on termination (needs RABBITMQ_ADDRESS)'],
-  ['DEFAULT_LLM_TYPE', 'local.echo', 'LLM when a create has no llm_type, and for unknown Audiosocket calls; empty: a create without llm_type is a 400'],
-  ['DEFAULT_STT_TYPE', 'sphinx', 'STT for unknown Audiosocket calls'],
-  ['DEFAULT_TTS_TYPE', 'espeak', 'TTS for unknown Audiosocket calls'],
-  ['DEFAULT_TTS_VOICE_ID', '', 'TTS voice for unknown Audiosocket calls'],
-  ['DEFAULT_SYSTEM_PROMPT', 'You are a friendly receptionist on a phone line. Greet the caller briefly, answer in one or two short sentences, and ask how you can help.', 'System prompt for calls created without llm_messages'],
-  ['OPENAI_API_KEY', '', 'OpenAI key when ai-manager gives none'],
-  ['OPENAI_BASE_URL', '', 'OpenAI-compatible base URL'],
-  ['XAI_API_KEY', '', 'xAI (grok) key'],
-  ['DEEPGRAM_API_KEY', '', 'Deepgram key'],
-  ['DEEPGRAM_BASE_URL', '', 'Deepgram base URL (http(s)://…)'],
-  ['CARTESIA_API_KEY', '', 'Cartesia key'],
-  ['CARTESIA_BASE_URL', '', 'Cartesia base URL'],
-  ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
-  ['ELEVENLABS_API_KEY', '', 'ElevenLabs key (tts_type elevenlabs)'],
-  ['ELEVENLABS_BASE_URL', '', 'ElevenLabs base URL (http(s)://…; the TTS WebSocket is derived from it)'],
-  ['ANTHROPIC_API_KEY', '', 'Anthropic key when ai-manager gives none (llm_type anthropic.<model>)'],
-  ['ANTHROPIC_BASE_URL', '', 'Anthropic base URL'],
-  ['GEMINI_API_KEY', '', 'Google Gemini API key when ai-manager gives none (llm_type gemini.<model>)'],
-  ['GEMINI_BASE_URL', '', 'Gemini API base URL'],
-  ['GROQ_API_KEY', '', 'Groq key (else OPENAI_API_KEY, as before)'],
-  ['OPENROUTER_API_KEY', '', 'OpenRouter key (else OPENAI_API_KEY, as before)'],
-  ['DEEPSEEK_API_KEY', '', 'DeepSeek key (else OPENAI_API_KEY, as before)'],
-  ['MISTRAL_API_KEY', '', 'Mistral key (else OPENAI_API_KEY, as before)'],
-  ['CEREBRAS_API_KEY', '', 'Cerebras key'],
-  ['FIREWORKS_API_KEY', '', 'Fireworks AI key'],
-  ['PERPLEXITY_API_KEY', '', 'Perplexity key'],
-  ['TOGETHER_API_KEY', '', 'Together AI key'],
-  ['SAMBANOVA_API_KEY', '', 'SambaNova key'],
-  ['NVIDIA_API_KEY', '', 'NVIDIA NIM (build.nvidia.com) key'],
-  ['QWEN_API_KEY', '', 'Alibaba Cloud Model Studio (DashScope) key for qwen'],
-  ['RESAMPLER_QUALITY', 'sinc_fastest', 'sinc_fastest | sinc_medium | sinc_best'],
-  ['IDLE_TIMEOUT_SECONDS', '300', 'No speech either way for this long ends the call (reason idle)'],
-  ['MEDIA_CONNECT_TIMEOUT_SECONDS', '30', 'A call created over RPC whose media never connects ends after this long (reason no_media)'],
-  ['AUDIOSOCKET_DTMF', 'turn', 'DTMF from Asterisk: turn (a user turn for the bot) or ignore (activity only)'],
-  ['SHUTDOWN_GRACE_SECONDS', '30', 'On SIGTERM, how long live calls may go on before they are ended'],
-  ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
-  ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
-  ['LOG_LEVEL', 'info', 'trace | debug | info | warn | error | fatal | silent'],
-  ['TURN_FALSE_INTERRUPTION_SECS', '1.0', 'Barge-in pauses the bot; with no transcript words this long after the onset it resumes (0: cancel at once, the classic barge-in); vad_config.false_interruption_secs'],
-  ['TURN_MIN_STOP_SECS', '0.3', 'Silence that ends a turn whose words are a complete sentence or question (≤ stop_secs); vad_config.min_stop_secs'],
-  ['TURN_MAX_STOP_SECS', '1.6', 'Silence that ends a turn whose words trail off ("and", "um", a comma) (≥ stop_secs); vad_config.max_stop_secs'],
-  ['TURN_PREEMPTIVE_GENERATION', 'on', 'Start the reply on the words at the first pause, thrown away unheard if the turn goes on; vad_config.preemptive_generation'],
-  ['HTTP_ALLOWED_HOSTS', '', 'Comma-separated extra Host names the HTTP server answers (loopback names, the listen host and POD_IP always)'],
-  ['HTTP_ALLOWED_ORIGINS', '', 'Comma-separated extra browser origins (https://ops.example.com) allowed to change state and open WebSockets'],
-  ['SIGUSR1_INSPECTOR', 'off', 'on: SIGUSR1 opens the Node inspector on 127.0.0.1:9229 (Node\'s default); off: it is logged and ignored'],
-  ['DATABASE_QUERY_TIMEOUT_MS', '2000', 'A MySQL query taking longer fails (the RPC answers 500 naming MySQL)'],
-  ['RPC_MAX_REQUEST_BYTES', '1048576', 'Largest RPC request envelope accepted; larger ones are answered 400'],
-  ['LLM_MESSAGES_MAX_BYTES', '262144', 'Largest llm_messages of a create, as JSON bytes'],
-  ['LLM_MESSAGES_MAX_DEPTH', '16', 'Deepest JSON nesting inside llm_messages'],
-  ['MESSAGE_TEXT_MAX_CHARS', '8192', 'Longest message_text of POST /v1/messages (and RTVI send-text content)'],
-  ['AUDIOSOCKET_MAX_CONNECTIONS', '0', 'Open Audiosocket connections at most; 0 = derived from the nofile limit'],
-  ['HTTP_MAX_CONNECTIONS', '0', 'Open HTTP connections at most (WebSockets included); 0 = derived from the nofile limit'],
-  ['WEBSOCKET_MAX_CONNECTIONS', '0', 'Open WebSocket connections at most; 0 = derived from the nofile limit'],
-  ['MAX_CALLS', '0', 'Hard cap on live calls on this instance (0 = none); beyond it new calls are refused'],
-  ['DSP_WORKERS', '', 'Worker threads for VAD inference (unset = one per core beyond the first; 0 = main thread)'],
-  ['ADMISSION_CONTROL', 'on', 'on: stop taking calls (leave the shared queue, /readyz 503) before the headroom runs out'],
-];
+import { parseDatabaseDsn, parseHostPort } from './config-addresses.js';
+import { CONFIG_VARIABLES } from './config-variables.js';
+
+export { CONFIG_VARIABLES, parseDatabaseDsn, parseHostPort };
 
 const KNOWN = new Set(CONFIG_VARIABLES.map(([name]) => name));
 
@@ -434,43 +363,6 @@ function webhookUrl(text: string, errors: string[]): string {
     return '';
   }
   return v;
-}
-
-/** `host:port`, `:port` (all interfaces → defaultHost) or `[v6]:port`. */
-export function parseHostPort(text: string, defaultHost: string): HostPort {
-  const t = text.trim();
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(t);
-  if (m === null) throw new Error(`expected host:port, got ${JSON.stringify(t)}`);
-  const port = Number(m[3]);
-  if (port > 65_535) throw new Error(`port out of range in ${JSON.stringify(t)}`);
-  const host = m[1] ?? (m[2] === '' || m[2] === undefined ? defaultHost : m[2]);
-  return { host, port };
-}
-
-/** `mysql://user:pass@host:port/db` or Go's `user:pass@tcp(host:port)/db?params`. */
-export function parseDatabaseDsn(dsn: string): DatabaseConfig {
-  const t = dsn.trim();
-  if (/^mysql:\/\//i.test(t) || /^mariadb:\/\//i.test(t)) {
-    let u: URL;
-    try {
-      u = new URL(t);
-    } catch {
-      throw new Error('not a valid mysql:// URL');
-    }
-    const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-    if (database === '') throw new Error('the DSN names no database (…/pipecat)');
-    return {
-      host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
-      port: u.port === '' ? 3306 : Number(u.port),
-      user: decodeURIComponent(u.username) || 'root',
-      password: decodeURIComponent(u.password),
-      database,
-    };
-  }
-  const m = /^(?:([^:@]*)(?::(.*))?@)?tcp\(([^)]*)\)\/([^?]+)(?:\?.*)?$/.exec(t);
-  if (m === null) throw new Error('expected mysql://user:pass@host:port/db or user:pass@tcp(host:port)/db');
-  const hp = parseHostPort((m[3] ?? '').includes(':') ? (m[3] ?? '') : `${m[3] ?? ''}:3306`, '127.0.0.1');
-  return { host: hp.host, port: hp.port, user: m[1] || 'root', password: m[2] ?? '', database: m[4] ?? '' };
 }
 
 function deepFreeze<T>(o: T): T {

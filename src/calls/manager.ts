@@ -1,41 +1,21 @@
 // The only registry of live calls: creates, finds, attaches media to, messages and terminates them (SPEC §3.8,
 // §5), and the one place a call's session and pipeline start. Transports and RPC routes are thin adapters over it.
 
-import type { Config } from '../config.js';
 import { BadRequestError, ConflictError, DependencyError, NotFoundError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
 import { encodeMessage, type Message } from '../model/message.js';
 import { encodePipecatcall, isTerminated, type Pipecatcall } from '../model/pipecatcall.js';
 import { isNilUuid } from '../model/uuid.js';
-import type { ProviderRegistry } from '../providers/registry.js';
 import { Call, type AicallInfo, type TerminateReason } from './call.js';
 import { DEFAULT_VAD_CONFIG, parseCreateRequest, rowOfRequest, type CreateRequest } from './create-request.js';
 import { PipelineStarter } from './pipeline-starter.js';
-import type { CallMedia, CallStore, EventSink, SiblingPort } from './ports.js';
+import type { CallManagerDeps, CallMedia } from './ports.js';
 import { RowEnder } from './row-ender.js';
 import { tearDown } from './teardown.js';
 
-export type { CallStore, EventSink } from './ports.js';
+export type { CallManagerDeps, CallStore, EventSink } from './ports.js';
 import { messageOfCall, type SendMessageRequest } from './send-message.js';
 
-export interface CallManagerDeps {
-  config: Config;
-  store: CallStore;
-  events: EventSink;
-  siblings: SiblingPort;
-  metrics: Metrics;
-  log: Logger;
-  /** Opens the providers a call asks for; also refuses ones that cannot work here (a missing key) at create. */
-  providers: ProviderRegistry;
-  /** The Audiosocket address Asterisk is told to connect to (`<POD_IP>:<port>`). */
-  externalHost: () => string;
-  /**
-   * Admission control (src/admission.ts): throws when this instance takes no new call right now; otherwise holds a
-   * place under MAX_CALLS until the returned function is called (once the call is registered, or failed).
-   */
-  admit?: () => () => void;
-}
 
 export class CallManager {
   private readonly calls = new Map<string, Call>();

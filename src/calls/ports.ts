@@ -4,6 +4,10 @@
 
 import type { Pipecatcall } from '../model/pipecatcall.js';
 import type { BotAudioSink } from '../pipeline/audio-sink.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { ProviderRegistry } from '../providers/registry.js';
 
 export type CallTransport = 'audiosocket' | 'websocket' | 'none';
 
@@ -54,4 +58,23 @@ export interface CallStore {
 /** Where call and message events go (rpc/EventPublisher implements it). */
 export interface EventSink {
   publish(type: string, dataJson: string): void;
+}
+
+/** What the CallManager is built from: the ports above plus the configuration and the provider registry. */
+export interface CallManagerDeps {
+  config: Config;
+  store: CallStore;
+  events: EventSink;
+  siblings: SiblingPort;
+  metrics: Metrics;
+  log: Logger;
+  /** Opens the providers a call asks for; also refuses ones that cannot work here (a missing key) at create. */
+  providers: ProviderRegistry;
+  /** The Audiosocket address Asterisk is told to connect to (`<POD_IP>:<port>`). */
+  externalHost: () => string;
+  /**
+   * Admission control (src/admission.ts): throws when this instance takes no new call right now; otherwise holds a
+   * place under MAX_CALLS until the returned function is called (once the call is registered, or failed).
+   */
+  admit?: () => () => void;
 }
