@@ -27,10 +27,12 @@ export class RowEnder {
   ) {}
 
   /**
-   * Ends the row: the locally ended copy at once, written to the store behind the termination so a slow or
-   * stopped MySQL never holds up the rest of it (the event, the stop reply). A failed write is retried.
+   * Ends the row and resolves once the store has answered, so `pipecatcall_terminated` follows the write as SPEC §3.8
+   * orders. The wait is bounded by the store's own query deadline (DATABASE_QUERY_TIMEOUT_MS): a slow or stopped
+   * MySQL delays the event by at most that, never the media. A failed write is kept and retried in the background;
+   * until it lands, GET answers with the ended copy from memory.
    */
-  end(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
+  async end(row: Pipecatcall, log: Logger): Promise<Pipecatcall> {
     const now = nowTimestamp();
     const local = { ...row, tm_update: now, tm_delete: isTerminated(row) ? row.tm_delete : now };
     this.pendingRows.set(row.id, local);
@@ -47,7 +49,8 @@ export class RowEnder {
     );
     this.writes.add(write);
     void write.finally(() => this.writes.delete(write));
-    return Promise.resolve(local);
+    await write;
+    return local;
   }
 
   /** The ended row while its end is not in the store yet. */
