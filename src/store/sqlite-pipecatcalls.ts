@@ -3,34 +3,16 @@
 
 import type { Statement } from 'better-sqlite3';
 import { ConflictError, DependencyError, messageOf } from '../errors.js';
-import type { ChatMessage, Pipecatcall } from '../model/pipecatcall.js';
+import type { Pipecatcall } from '../model/pipecatcall.js';
 import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
-import { NIL_UUID, uuidFromBytes, uuidToBytes } from '../model/uuid.js';
+import { uuidToBytes } from '../model/uuid.js';
 import type { PipecatcallRows } from './pipecatcall-store.js';
+import { PIPECATCALL_COLUMNS, pipecatcallFromRow } from './pipecatcall-row.js';
 import type { SqliteDatabase } from './sqlite.js';
 
-const COLUMNS =
-  'id, customer_id, activeflow_id, reference_type, reference_id, host_id, llm_type, llm_messages, stt_type, ' +
-  'stt_language, tts_type, tts_language, tts_voice_id, tm_create, tm_update, tm_delete';
+const COLUMNS = PIPECATCALL_COLUMNS;
 
-interface Row {
-  id: unknown;
-  customer_id: unknown;
-  activeflow_id: unknown;
-  reference_type: unknown;
-  reference_id: unknown;
-  host_id: unknown;
-  llm_type: unknown;
-  llm_messages: unknown;
-  stt_type: unknown;
-  stt_language: unknown;
-  tts_type: unknown;
-  tts_language: unknown;
-  tts_voice_id: unknown;
-  tm_create: unknown;
-  tm_update: unknown;
-  tm_delete: unknown;
-}
+type Row = Record<string, unknown>;
 
 export class SqlitePipecatcallRepository implements PipecatcallRows {
   private readonly insertStmt: Statement;
@@ -82,7 +64,7 @@ export class SqlitePipecatcallRepository implements PipecatcallRows {
   get(id: string): Promise<Pipecatcall | null> {
     return this.run(`get pipecatcall ${id}`, () => {
       const row = this.getStmt.get(uuidToBytes(id)) as Row | undefined;
-      return row === undefined ? null : fromRow(row);
+      return row === undefined ? null : pipecatcallFromRow(row);
     });
   }
 
@@ -96,7 +78,7 @@ export class SqlitePipecatcallRepository implements PipecatcallRows {
   /** The rows on this host that are not deleted yet, oldest first. */
   listLiveByHost(hostId: string): Promise<Pipecatcall[]> {
     return this.run(`list live pipecatcalls of host ${hostId}`, () => {
-      return (this.liveByHostStmt.all(hostId, TIMESTAMP_NEVER) as Row[]).map(fromRow);
+      return (this.liveByHostStmt.all(hostId, TIMESTAMP_NEVER) as Row[]).map(pipecatcallFromRow);
     });
   }
 
@@ -117,43 +99,4 @@ export class SqlitePipecatcallRepository implements PipecatcallRows {
 function sqliteCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
-}
-
-function fromRow(r: Row): Pipecatcall {
-  return {
-    id: uuid(r.id),
-    customer_id: uuid(r.customer_id),
-    activeflow_id: uuid(r.activeflow_id),
-    reference_type: text(r.reference_type),
-    reference_id: uuid(r.reference_id),
-    host_id: text(r.host_id),
-    llm_type: text(r.llm_type),
-    llm_messages: messages(r.llm_messages),
-    stt_type: text(r.stt_type),
-    stt_language: text(r.stt_language),
-    tts_type: text(r.tts_type),
-    tts_language: text(r.tts_language),
-    tts_voice_id: text(r.tts_voice_id),
-    tm_create: text(r.tm_create),
-    tm_update: text(r.tm_update),
-    tm_delete: text(r.tm_delete),
-  };
-}
-
-function uuid(v: unknown): string {
-  return v instanceof Uint8Array && v.length === 16 ? uuidFromBytes(v) : NIL_UUID;
-}
-
-function text(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function messages(v: unknown): ChatMessage[] {
-  if (typeof v !== 'string') return [];
-  try {
-    const parsed: unknown = JSON.parse(v);
-    return Array.isArray(parsed) ? (parsed as ChatMessage[]) : [];
-  } catch {
-    return [];
-  }
 }
