@@ -31,6 +31,8 @@ export class SileroModel {
   private stepWindows = new Float32Array(0);
   private stepStates = new Float32Array(0);
   private stepProbabilities = new Float32Array(0);
+  /** The run in progress (or settled): the next one starts after it. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly ort: Ort,
@@ -54,7 +56,7 @@ export class SileroModel {
    * STATE_SIZE, h then c per call), writes each call's next state back into `states` and the speech
    * probabilities into `probabilities`.
    */
-  async run(windows: Float32Array, states: Float32Array, count: number, probabilities: Float32Array): Promise<void> {
+  private async run(windows: Float32Array, states: Float32Array, count: number, probabilities: Float32Array): Promise<void> {
     if (this.h.length < count * HALF_STATE) {
       this.h = new Float32Array(count * HALF_STATE);
       this.c = new Float32Array(count * HALF_STATE);
@@ -92,7 +94,17 @@ export class SileroModel {
    * (`states`, STATE_SIZE per job). A call's windows depend on each other through the state, so they run in steps:
    * step k batches the k-th window of every job that has one. Probabilities come out in the order of `windows`.
    */
-  async runSteps(windows: Float32Array, states: Float32Array, counts: Int32Array, jobs: number, probabilities: Float32Array): Promise<number> {
+  runSteps(windows: Float32Array, states: Float32Array, counts: Int32Array, jobs: number, probabilities: Float32Array): Promise<number> {
+    // One run at a time: a run's input tensors are views of this model's scratch buffers (h, c, step*), which
+    // onnxruntime reads while the run is in progress off the JS thread. A second batch arriving meanwhile (the
+    // worker takes each message as it comes) would overwrite them mid-run and mix calls' recurrent states:
+    // speech decisions then depend on the load, not on the audio.
+    const result = this.tail.then(() => this.runStepsNow(windows, states, counts, jobs, probabilities));
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private async runStepsNow(windows: Float32Array, states: Float32Array, counts: Int32Array, jobs: number, probabilities: Float32Array): Promise<number> {
     let steps = 0;
     let total = 0;
     for (let j = 0; j < jobs; j++) {
