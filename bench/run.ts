@@ -130,13 +130,15 @@ const log = (line: string): void => console.log(line);
 
 /**
  * The load sections judge each reply against a fixed `stop_secs` (added latency, premature turns): their daemons run
- * the classic turn-taking (no adaptive end of turn, no preemptive reply, barge-in cancels at once). Older builds
- * ignore these variables. Turn-taking itself is measured by the `turns` section.
+ * fixed endpointing (the VAD's 0.8 s stop ends every turn, barge-in cancels at once) with preemptive replies on —
+ * the reply is prepared at the VAD's early pause and held until that stop, as a production daemon does by
+ * default. Older builds ignore these variables (classic turns, the reply starts at the stop). Turn-taking itself
+ * is measured by the `turns` section.
  */
-const CLASSIC_TURNS = {
+const FIXED_TURNS = {
   TURN_MIN_STOP_SECS: '0.8',
   TURN_MAX_STOP_SECS: '0.8',
-  TURN_PREEMPTIVE_GENERATION: 'off',
+  TURN_PREEMPTIVE_GENERATION: 'on',
   TURN_FALSE_INTERRUPTION_SECS: '0',
 };
 
@@ -235,7 +237,7 @@ async function main(): Promise<void> {
       RABBITMQ_ADDRESS: services.rabbitUrl,
       UNKNOWN_CALLS: 'accept',
       RESAMPLER_QUALITY: o.quality,
-      ...CLASSIC_TURNS,
+      ...FIXED_TURNS,
       ...fakes.env,
     };
     const withDaemon = async <T>(dist: string, env: Record<string, string>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> => {
@@ -305,7 +307,7 @@ async function main(): Promise<void> {
           RABBITMQ_ADDRESS: services.rabbitUrl,
           UNKNOWN_CALLS: 'accept',
           RESAMPLER_QUALITY: o.quality,
-          ...CLASSIC_TURNS,
+          ...FIXED_TURNS,
           ...fakes.env,
         },
         nodeArgs: o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],

@@ -57,9 +57,12 @@ export class PipelineStarter {
           maxStopSecs: call.vadConfig.max_stop_secs ?? config.turns.maxStopSecs,
           preemptive: call.vadConfig.preemptive_generation ?? config.turns.preemptive,
         },
-        createVad: (params, events) =>
+        createVad: (params, events, options) =>
           SileroVad.create({
             params,
+            pauseSecs: options?.pauseSecs ?? 0,
+            onSpeechPause: () => events.onSpeechPause?.(),
+            onSpeechResume: () => events.onSpeechResume?.(),
             onSpeechStart: () => events.onSpeechStart(),
             onSpeechStop: (atSample) => events.onSpeechStop(atSample),
             onSpeechOnset: () => events.onSpeechOnset(),

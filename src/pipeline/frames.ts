@@ -13,6 +13,12 @@ export type Frame =
   | { type: 'user_started_speaking' }
   /** `atSample`: the VAD's stream position at its stop decision, when it says (for counting silence in audio). */
   | { type: 'user_stopped_speaking'; atSample?: number }
+  /**
+   * The VAD heard a short pause inside the speech (fixed endpointing with preemptive replies): a reply may be
+   * prepared on the words so far, held until user_stopped_speaking; `user_resumed` (speech came back) voids it.
+   */
+  | { type: 'user_paused' }
+  | { type: 'user_resumed' }
   | { type: 'transcription'; text: string; final: boolean }
   /**
    * An STT's own end-of-turn prediction (Deepgram Flux's EagerEndOfTurn / TurnResumed): `eager_end` starts a

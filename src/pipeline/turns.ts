@@ -7,6 +7,7 @@
 import { BargeIn } from './barge-in.js';
 import type { BotState } from './bot-state.js';
 import type { ConversationContext } from './context.js';
+import { DtmfCollector } from './dtmf-collector.js';
 import { SAMPLES_PER_MS, VAD_WINDOW, completeness, hasWords, normalizeWords, silenceToEnd, silenceWaitMs } from './end-of-turn.js';
 import { stopBounds, type StopBounds, type TurnSettings } from './end-of-turn.js';
 import type { Direction, Frame } from './frames.js';
@@ -40,13 +41,14 @@ export interface UserTurnOptions {
 const ONSET_HOLD_MAX_MS = 1000;
 export class UserTurnAggregator extends FrameProcessor {
   private readonly finalTimeoutMs: number;
-  private readonly dtmfTimeoutMs: number;
   private readonly bounds: StopBounds;
   private readonly vadStopMs: number;
   private readonly bargeIn: BargeIn;
   private readonly tracker: TurnTracker | null;
   /** The VAD confirmed speech and has not stopped. */
   private speaking = false;
+  /** The VAD reported a pause inside the current speech (fixed endpointing with preemptive replies). */
+  private paused = false;
   /** The VAD stopped: the turn ends after enough silence, once its final text is in. */
   private awaitingEnd = false;
   /** performance.now() of an onset the VAD has neither confirmed nor dropped yet; null when none. */
@@ -56,8 +58,7 @@ export class UserTurnAggregator extends FrameProcessor {
   private interim = '';
   private finalTimer: NodeJS.Timeout | null = null;
   private endTimer: NodeJS.Timeout | null = null;
-  private digits = '';
-  private dtmfTimer: NodeJS.Timeout | null = null;
+  private readonly dtmf: DtmfCollector;
   private lastFinalAt = 0;
   private finalTimedOut = false;
   /** The preemptive generation in flight for this turn: the words it answers. */
@@ -73,7 +74,7 @@ export class UserTurnAggregator extends FrameProcessor {
   ) {
     super();
     this.finalTimeoutMs = options.finalTimeoutMs ?? 1500;
-    this.dtmfTimeoutMs = options.dtmfTimeoutMs ?? 2000;
+    this.dtmf = new DtmfCollector(options.dtmfTimeoutMs ?? 2000, (digits) => this.onDigits(digits));
     const stopSecs = options.stopSecs ?? 0;
     this.bounds = stopBounds(stopSecs, options.turns ?? { minStopSecs: Number.NaN, maxStopSecs: Number.NaN });
     this.vadStopMs = (options.vadStopSecs ?? stopSecs) * 1000;
@@ -101,6 +102,15 @@ export class UserTurnAggregator extends FrameProcessor {
       case 'user_stopped_speaking':
         this.onSpeechStop(frame.atSample);
         this.push(frame);
+        return;
+      case 'user_paused':
+        // The reply to the words so far can be prepared now and held until the VAD's stop ends the turn.
+        this.paused = true;
+        this.maybeSpeculate(true);
+        return;
+      case 'user_resumed':
+        this.paused = false;
+        this.discardSpeculation();
         return;
       case 'transcription':
         this.onTranscription(frame.text, frame.final);
@@ -160,6 +170,7 @@ export class UserTurnAggregator extends FrameProcessor {
     if (!this.bargeIn.reversible) this.interruptIfBotActive();
     else if (this.bot.active) this.bargeIn.begin();
     this.speaking = true;
+    this.paused = false;
     // Speech resumed before the previous turn ended: it is the same turn, and a reply started for it is void.
     this.clearFinalTimer();
     this.clearEndTimer();
@@ -170,6 +181,7 @@ export class UserTurnAggregator extends FrameProcessor {
   private onSpeechStop(atSample: number | undefined): void {
     this.observer.activity();
     this.speaking = false;
+    this.paused = false;
     this.awaitingEnd = true;
     this.finalTimedOut = false;
     // The VAD counts its stop window in whole 512-sample windows.
@@ -211,6 +223,10 @@ export class UserTurnAggregator extends FrameProcessor {
       }
       this.maybeSpeculate();
       this.checkEnd();
+    } else if (this.paused && this.speaking) {
+      // Words during a pause the VAD reported: prepare the reply on them (other words void an earlier one).
+      if (this.speculation !== null && this.speculation !== normalizeWords(this.turnText())) this.discardSpeculation();
+      this.maybeSpeculate(true);
     } else if (final && !this.speaking) {
       // A late "uh-huh" (or an empty final) while the bot talks on after a false interruption: not a turn.
       if (this.bot.active && this.bargeIn.reversible && !hasWords(this.turnText())) {
@@ -259,7 +275,9 @@ export class UserTurnAggregator extends FrameProcessor {
       wallDue: this.speechEndAt + silenceMs,
       neededSample: this.speechEndSample === null ? null : this.speechEndSample + silenceMs * SAMPLES_PER_MS,
       analysed: this.options.vadProgress?.analysed() ?? null,
-      guard: this.options.turns?.preemptive === true,
+      // Only where this aggregator extends the VAD's own silence (adaptive endpointing): with fixed endpointing
+      // the VAD's stop decides exactly as in the classic behaviour.
+      guard: this.options.turns?.preemptive === true && silenceMs > this.vadStopMs,
     });
   }
 
@@ -340,23 +358,10 @@ export class UserTurnAggregator extends FrameProcessor {
 
   private onDtmf(digit: string): void {
     this.observer.activity();
-    if (this.dtmfTimer !== null) clearTimeout(this.dtmfTimer);
-    this.dtmfTimer = null;
-    if (digit !== '#') this.digits += digit;
-    if (digit === '#' || this.digits.length >= 32) {
-      this.flushDigits();
-      return;
-    }
-    this.dtmfTimer = setTimeout(() => {
-      this.dtmfTimer = null;
-      this.flushDigits();
-    }, this.dtmfTimeoutMs);
+    this.dtmf.add(digit);
   }
 
-  private flushDigits(): void {
-    const digits = this.digits;
-    this.digits = '';
-    if (digits === '') return;
+  private onDigits(digits: string): void {
     this.bot.userStoppedAt = performance.now();
     this.runLlmWith(`DTMF: ${digits}`, this.options.audio, this.inTurn ? null : 'dtmf');
   }
@@ -387,7 +392,6 @@ export class UserTurnAggregator extends FrameProcessor {
     this.clearFinalTimer();
     this.clearEndTimer();
     this.bargeIn.close();
-    if (this.dtmfTimer !== null) clearTimeout(this.dtmfTimer);
-    this.dtmfTimer = null;
+    this.dtmf.close();
   }
 }

@@ -46,7 +46,16 @@ export interface VoicePipelineOptions {
   turns?: TurnSettings;
   createVad(
     params: VadParams,
-    events: { onSpeechStart(): void; onSpeechStop(atSample?: number): void; onSpeechOnset(): void; onOnsetDropped(): void },
+    events: {
+      onSpeechStart(): void;
+      onSpeechStop(atSample?: number): void;
+      onSpeechOnset(): void;
+      onOnsetDropped(): void;
+      onSpeechPause?(): void;
+      onSpeechResume?(): void;
+    },
+    /** `pauseSecs`: report pauses this long inside speech (0: none). */
+    options?: { pauseSecs: number },
   ): Promise<VoiceActivityDetector>;
   createResampler(fromRate: number, toRate: number): Promise<Resampler>;
   /** The call's paced output; null for text-only sessions. */
@@ -124,6 +133,9 @@ export class VoicePipeline {
       // Adaptive endpointing: the VAD reports pauses early and the turn aggregator does the rest of the wait.
       const bounds = stopBounds(o.vad.stop_secs, o.turns ?? { minStopSecs: Number.NaN, maxStopSecs: Number.NaN });
       const vadStopSecs = bounds.min < o.vad.stop_secs ? Math.min(EARLY_STOP_SECS, bounds.min) : o.vad.stop_secs;
+      // Fixed endpointing (min = stop): the VAD's stop ends the turn as in the classic behaviour; with preemptive
+      // replies it also reports the early pause, so the reply is ready (held) when the stop comes.
+      const pauseSecs = o.turns?.preemptive === true && vadStopSecs === o.vad.stop_secs ? EARLY_STOP_SECS : 0;
       const processors: FrameProcessor[] = [];
       let inputResampler: Resampler | null = null;
       let vadProgress: { analysed(): number } | undefined;
@@ -149,7 +161,9 @@ export class VoicePipeline {
           onSpeechStop: (atSample) => vadProc.push({ type: 'user_stopped_speaking', ...(atSample !== undefined ? { atSample } : {}) }),
           onSpeechOnset: () => vadProc.push({ type: 'user_onset' }),
           onOnsetDropped: () => vadProc.push({ type: 'user_onset_dropped' }),
-        });
+          onSpeechPause: () => vadProc.push({ type: 'user_paused' }),
+          onSpeechResume: () => vadProc.push({ type: 'user_resumed' }),
+        }, { pauseSecs });
         vadProc.attach(detector);
         vadProgress = progressOf(detector);
         opened.push(() => vadProc.close());

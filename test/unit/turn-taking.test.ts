@@ -24,7 +24,7 @@ const text = (...parts: string[]): LlmChunk[] => parts.map((t) => ({ type: 'text
 
 const SETTINGS: TurnSettings = { falseInterruptionSecs: 0.15, minStopSecs: 0.03, maxStopSecs: 0.6, preemptive: true };
 
-function build(llm: ScriptedLlm, turns: TurnSettings = SETTINGS) {
+function build(llm: ScriptedLlm, turns: TurnSettings = SETTINGS, vadStopSecs = 0.01) {
   const context = new ConversationContext([{ role: 'system', content: 'be brief' }]);
   const bot = new BotState();
   const observer = new RecordingObserver();
@@ -40,7 +40,7 @@ function build(llm: ScriptedLlm, turns: TurnSettings = SETTINGS) {
         audio: true,
         finalTimeoutMs: 1000,
         stopSecs: 0.25,
-        vadStopSecs: 0.01,
+        vadStopSecs,
         turns,
         tracker,
         gate,
@@ -239,6 +239,50 @@ describe('earlier replies', () => {
     // The thrown-away run never reached the caller: one reply only.
     expect(t.observer.events.filter(([type]) => type === 'message_bot_transcription')).toEqual([['message_bot_transcription', 'Noted.']]);
     expect(llm.requests.at(-1)?.at(-1)).toEqual({ role: 'user', content: 'Call me back tomorrow.' });
+  });
+
+  it('fixed endpointing: the reply is prepared at the VAD pause and plays only at its stop', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('It is noon.') }]);
+    // min = max = stop_secs, the VAD's own stop ends the turn (classic timing) and reports its early pause.
+    const t = build(llm, { falseInterruptionSecs: 0, minStopSecs: 0.25, maxStopSecs: 0.25, preemptive: true }, 0.25);
+    t.feed({ type: 'user_onset' }, { type: 'user_started_speaking' }, { type: 'transcription', text: 'What time is it?', final: true });
+    t.feed({ type: 'user_paused' });
+    await waitUntil('the preemptive run at the pause', () => llm.requests.length === 1);
+    await waitUntil('its audio made', () => t.tts.sentences.length === 1);
+    t.sink.tick(20);
+    // Held: the caller has not finished by the VAD's rule yet, nothing plays and the context is untouched.
+    expect(t.sink.botFramesWritten).toBe(0);
+    expect(t.sink.queuedFrames).toBe(0);
+    expect(t.context.messages.map((m) => m.role)).toEqual(['system']);
+    t.feed({ type: 'user_stopped_speaking' });
+    expect(t.sink.queuedFrames).toBeGreaterThan(0);
+    expect(llm.requests).toHaveLength(1);
+    expect(t.context.messages.at(-1)).toEqual({ role: 'user', content: 'What time is it?' });
+    await playAll(t.sink);
+    await waitUntil('the record', () => t.completed.length === 1);
+    expect(t.completed[0]?.preemptiveUsed).toBe(true);
+  });
+
+  it('fixed endpointing: speech after the pause voids the prepared reply; the new words get theirs', async () => {
+    const llm = new ScriptedLlm([{ chunks: text('It is noon.') }, { chunks: text('Six in Paris.') }]);
+    const t = build(llm, { falseInterruptionSecs: 0, minStopSecs: 0.25, maxStopSecs: 0.25, preemptive: true }, 0.25);
+    t.feed({ type: 'user_started_speaking' }, { type: 'transcription', text: 'What time is it', final: true }, { type: 'user_paused' });
+    await waitUntil('the first preemptive run', () => llm.requests.length === 1);
+    t.feed({ type: 'user_resumed' }, { type: 'transcription', text: 'in Paris?', final: true });
+    t.sink.tick(20);
+    expect(llm.requests).toHaveLength(1);
+    t.feed({ type: 'user_paused' });
+    await waitUntil('a run on the whole question', () => llm.requests.length === 2);
+    expect(llm.requests[1]?.at(-1)).toEqual({ role: 'user', content: 'What time is it in Paris?' });
+    t.feed({ type: 'user_stopped_speaking' });
+    await waitUntil('the reply queued', () => t.sink.queuedFrames > 0);
+    await playAll(t.sink);
+    // Only the second reply reached the caller.
+    expect(t.observer.events.filter(([type]) => type === 'message_bot_transcription')).toEqual([['message_bot_transcription', 'Six in Paris.']]);
+    expect(t.context.messages.slice(1)).toEqual([
+      { role: 'user', content: 'What time is it in Paris?' },
+      { role: 'assistant', content: 'Six in Paris.' },
+    ]);
   });
 
   it('words that trail off wait for the long silence', async () => {

@@ -63,7 +63,7 @@ function loudSpan(pcm: Int16Array): { first: number; last: number } {
 }
 
 interface Run {
-  events: Array<{ kind: 'start' | 'stop'; at: number }>;
+  events: Array<{ kind: 'start' | 'stop' | 'pause' | 'resume'; at: number }>;
   vad: SileroVad;
   cpuMsPerWindow: number;
 }
@@ -74,13 +74,16 @@ afterEach(async () => {
 });
 
 /** Feeds 20 ms chunks the way the live pipeline does: each chunk is analysed before the next one arrives. */
-async function feed(pcm: Int16Array, params: Partial<VadParams> = {}): Promise<Run> {
+async function feed(pcm: Int16Array, params: Partial<VadParams> = {}, pauseSecs = 0): Promise<Run> {
   const events: Run['events'] = [];
   const errors: Error[] = [];
   const vad = await SileroVad.create({
     params,
     onSpeechStart: (at) => events.push({ kind: 'start', at: at / RATE }),
     onSpeechStop: (at) => events.push({ kind: 'stop', at: at / RATE }),
+    onSpeechPause: (at) => events.push({ kind: 'pause', at: at / RATE }),
+    onSpeechResume: (at) => events.push({ kind: 'resume', at: at / RATE }),
+    pauseSecs,
     onError: (err) => errors.push(err),
   });
   open.push(vad);
@@ -139,6 +142,28 @@ describe('SileroVad', () => {
     expect(events.map((e) => e.kind)).toEqual(['start', 'stop', 'start', 'stop']);
     const ats = events.map((e) => e.at);
     expect([...ats].sort((a, b) => a - b)).toEqual(ats);
+  });
+
+  it('reports pauses inside speech when asked: pause, resume when speech comes back, pause then stop', async () => {
+    const pcm = sequence(0.5, await prompt('hello-world'), 0.45, await prompt('vm-goodbye'), 1.5);
+    const plain = (await feed(pcm)).events.map((e) => e.kind);
+    expect(plain).toEqual(['start', 'stop']);
+    const { events } = await feed(pcm, {}, 0.128);
+    const kinds = events.map((e) => e.kind);
+    // The same turn as without pauses, with the 0.45 s gap (and any longer gap inside a prompt) as pauses.
+    expect(kinds.filter((k) => k === 'start' || k === 'stop')).toEqual(['start', 'stop']);
+    expect(kinds.at(-2)).toBe('pause');
+    expect(kinds.filter((k) => k === 'resume').length).toBeGreaterThanOrEqual(1);
+    for (let i = 1; i < kinds.length - 1; i++) {
+      if (kinds[i] === 'pause') expect(kinds[i + 1]).toMatch(/^(resume|stop)$/);
+      if (kinds[i] === 'resume') expect(kinds[i - 1]).toBe('pause');
+    }
+    // The last pause came 0.128 s into the silence that the stop ends at 0.8 s (whole windows: 4 and 25).
+    const stop = events.at(-1)?.at ?? 0;
+    const pause = events.at(-2)?.at ?? 0;
+    expect(stop - pause).toBeCloseTo((25 - 4) * 0.032, 5);
+    // The stop is where it is without pause reports.
+    expect(stop).toBe((await feed(pcm)).events.at(-1)?.at);
   });
 
   it('vad_config stop_secs 0.3 stops 0.3 s after the speech (and earlier than the default)', async () => {

@@ -45,6 +45,15 @@ export interface SileroVadOptions {
   onSpeechOnset?: (atSample: number) => void;
   /** The speech since onSpeechOnset ended before `start_secs`: no turn (a cough, a click, line noise). */
   onOnsetDropped?: (atSample: number) => void;
+  /**
+   * A pause in speech: `pauseSecs` of non-speech while speaking, before `stop_secs` ends it. Followed by
+   * onSpeechStop, or by onSpeechResume when speech comes back first.
+   */
+  onSpeechPause?: (atSample: number) => void;
+  /** Speech came back after onSpeechPause, before `stop_secs`: the same utterance goes on. */
+  onSpeechResume?: (atSample: number) => void;
+  /** Non-speech after which onSpeechPause fires (rounded to whole windows); 0 or ≥ stop_secs: no pause events. */
+  pauseSecs?: number;
   /** An inference failed; the VAD stops analysing (the call's audio is unaffected). */
   onError?: (err: Error) => void;
   /** Backlog of un-analysed audio beyond which the oldest windows are dropped. Default 1 s. */
@@ -109,6 +118,10 @@ export class SileroVad {
   private readonly params: Readonly<VadParams>;
   private readonly startWindows: number;
   private readonly stopWindows: number;
+  /** Windows of non-speech that make a pause (0: none reported). */
+  private readonly pauseWindows: number;
+  /** onSpeechPause fired for the current stretch of non-speech. */
+  private paused = false;
   private readonly options: SileroVadOptions;
   /** Ring of un-analysed samples, indexed by absolute stream position modulo its length. */
   private readonly ring: Int16Array;
@@ -138,6 +151,8 @@ export class SileroVad {
     // Pipecat rounds seconds to whole windows the same way (0.2 s → 6 windows, 0.8 s → 25).
     this.startWindows = Math.round(params.start_secs / WINDOW_SECS);
     this.stopWindows = Math.round(params.stop_secs / WINDOW_SECS);
+    const pauseWindows = Math.max(1, Math.round((options.pauseSecs ?? 0) / WINDOW_SECS));
+    this.pauseWindows = (options.pauseSecs ?? 0) > 0 && pauseWindows < this.stopWindows ? pauseWindows : 0;
     const backlog = options.maxBacklogSamples ?? SAMPLE_RATE;
     if (!Number.isInteger(backlog) || backlog < VAD_WINDOW_SAMPLES) {
       throw new RangeError(`maxBacklogSamples must be a whole number ≥ ${VAD_WINDOW_SAMPLES}`);
@@ -337,8 +352,13 @@ export class SileroVad {
         }
         break;
       case 'stopping':
-        if (speech) this.vadState = 'speaking';
-        else this.run++;
+        if (speech) {
+          this.vadState = 'speaking';
+          if (this.paused) {
+            this.paused = false;
+            this.options.onSpeechResume?.(atSample);
+          }
+        } else this.run++;
         break;
     }
     if (this.vadState === 'starting' && this.run >= this.startWindows) {
@@ -346,7 +366,11 @@ export class SileroVad {
       this.options.onSpeechStart?.(atSample);
     } else if (this.vadState === 'stopping' && this.run >= this.stopWindows) {
       this.vadState = 'quiet';
+      this.paused = false;
       this.options.onSpeechStop?.(atSample);
+    } else if (this.vadState === 'stopping' && !this.paused && this.pauseWindows > 0 && this.run >= this.pauseWindows) {
+      this.paused = true;
+      this.options.onSpeechPause?.(atSample);
     }
   }
 }
