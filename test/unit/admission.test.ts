@@ -2,7 +2,7 @@
 // leave only after four samples all under the low marks), the MAX_CALLS cap, the forced signal, onChange.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdmissionController, DEFAULT_THRESHOLDS, OverloadedError } from '../../src/admission.js';
+import { AdmissionController, DEFAULT_THRESHOLDS, LoopDelaySampler, OverloadedError } from '../../src/admission.js';
 import { testLogger } from '../helpers/services.js';
 import { Metrics } from '../../src/metrics.js';
 
@@ -86,5 +86,27 @@ describe('AdmissionController', () => {
     controller.admit()();
     expect(changes).toEqual([false, true, false, true, false, true]);
     expect(() => new AdmissionController({ maxCalls: -1, headroom: false, sources: { activeCalls: () => 0 }, metrics: new Metrics({ defaultMetrics: false }), log: testLogger() })).toThrow(RangeError);
+  });
+});
+
+describe('LoopDelaySampler', () => {
+  it('reports the delay beyond its sampling period: an idle loop reads near 0, a blocked one its block', async () => {
+    const sampler = new LoopDelaySampler(5);
+    sampler.enable();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      // Raw, Node's histogram reads ≥ 5 ms at every percentile of an idle loop (its own period).
+      expect(sampler.percentileMs(50)).toBeLessThan(2.5);
+      sampler.reset();
+      await new Promise((r) => setTimeout(r, 20));
+      const until = performance.now() + 120;
+      while (performance.now() < until) {
+        // Busy: the loop is blocked for 120 ms.
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      expect(sampler.percentileMs(100)).toBeGreaterThan(100);
+    } finally {
+      sampler.disable();
+    }
   });
 });
