@@ -295,7 +295,7 @@ describe('openai LLM provider against the fake server', () => {
     const err = await failureOf(llm({ firstTokenTimeoutMs: 300, idleTimeoutMs: 5000 }));
     const elapsed = performance.now() - t0;
     expect(elapsed).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(800);
+    expect(elapsed).toBeLessThan(3000);
     expect(err.retryable).toBe(true);
     expect(err.message).toMatch(/no first token within 300 ms/);
     await expect(fake.requests[before]?.ended).resolves.toBe('aborted');
