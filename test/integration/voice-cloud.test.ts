@@ -53,8 +53,9 @@ beforeAll(async () => {
     ELEVENLABS_API_KEY: ELEVENLABS_KEY,
     ELEVENLABS_BASE_URL: elevenlabs.baseUrl,
   };
-  const providers = new ProviderRegistry(testConfig(services, env), { cartesiaCreateConnection: cartesia.createConnection });
-  t = await startTestApp(services, env, { providers, metrics: new Metrics({ defaultMetrics: false }) });
+  const metrics = new Metrics({ defaultMetrics: false });
+  const providers = new ProviderRegistry(testConfig(services, env), { cartesiaCreateConnection: cartesia.createConnection }, metrics.providers);
+  t = await startTestApp(services, env, { providers, metrics });
   rpc = await RpcTestClient.connect(services.rabbitUrl);
   events = await rpc.subscribeEvents();
   await rpc.respondOn(AI_MANAGER, (req) => {
@@ -139,10 +140,9 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const sentBefore = caller.frames.length;
       const bytesBefore = conn.audioBytes;
       const prompt = await loadPrompt('hello-world', rate);
-      const speaking = caller.say(prompt);
-      await new Promise((r) => setTimeout(r, 1500));
+      // The whole prompt reaches the daemon, then Deepgram's interim and final for it.
+      await caller.say(prompt);
       deepgram.sendResults('hello', { isFinal: false }, conn);
-      await speaking;
       deepgram.sendResults('hello world', { isFinal: true, speechFinal: true }, conn);
       const speechEnd = performance.now();
       await openai.waitForRequests(requestsBefore + 2);
@@ -220,7 +220,8 @@ describe('a call through Deepgram, OpenAI and Cartesia', () => {
       const detectedAt = notices.find(([type]) => type === 'user-started-speaking')?.[1] ?? 0;
       // The caller's first words (an interim) confirm the barge-in: without words it would be a false one.
       deepgram.sendResults('hello', { isFinal: false }, deepgram.last);
-      await new Promise((r) => setTimeout(r, 200));
+      // Ten more 20 ms slots on the wire (silence or voice: the output writes one frame per slot either way).
+      await caller.until(() => caller.frames.filter((f) => f.at >= detectedAt).length >= 10, 'ten frames after the barge-in');
       const after = caller.voiced(detectedAt);
       expect(after.length).toBeLessThanOrEqual(2);
       // The words travel through the STT's WebSocket first: on a loaded machine that can take more than 200 ms.
@@ -373,6 +374,12 @@ describe('ai_call sessions', () => {
   }, 30_000);
 });
 
+/** provider_errors_total for one provider and stage (counted by the provider bases). */
+async function providerErrors(provider: string, stage: string): Promise<number> {
+  const metric = await t.metrics.providerErrorsTotal.get();
+  return metric.values.find((v) => v.labels.provider === provider && v.labels.stage === stage)?.value ?? 0;
+}
+
 describe('provider failures', () => {
   it('two failed LLM runs end the call with llm_error', async () => {
     const aicallId = randomUUID();
@@ -392,6 +399,7 @@ describe('provider failures', () => {
 
   it('an STT that refuses the connection ends the call with stt_error and hands it back to the dialplan', async () => {
     deepgram.refuseUpgrades(500, 1);
+    const errorsBefore = await providerErrors('deepgram', 'stt');
     const id = randomUUID();
     openai.enqueue({ text: ['Hello.'] });
     await create(cloudCall(id));
@@ -402,6 +410,8 @@ describe('provider failures', () => {
       expect(caller.hangupReceived).toBe(true);
       const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
       expect(text).toMatch(/reason="stt_error"} 1/);
+      // Counted once, by the STT base, under the provider and stage (not again by the call).
+      expect((await providerErrors('deepgram', 'stt')) - errorsBefore).toBe(1);
     } finally {
       await caller.hangup();
     }
@@ -411,6 +421,7 @@ describe('provider failures', () => {
     const id = randomUUID();
     openai.enqueue({ text: ['First try.'] }, { text: ['Second try.'] });
     cartesia.faults.push({ kind: 'error', message: 'voice not found' }, { kind: 'error', message: 'voice not found' });
+    const errorsBefore = await providerErrors('cartesia', 'tts');
     await create(cloudCall(id));
     const caller = await TestCaller.dial(t.app.addresses.audiosocket.port, id, 8000);
     try {
@@ -421,6 +432,8 @@ describe('provider failures', () => {
       await waitUntil('tts_error termination', () => callEvents(id).includes('pipecatcall_terminated'));
       const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
       expect(text).toMatch(/reason="tts_error"} 1/);
+      // Two failed turns mid-call, each counted once by the TTS base.
+      expect((await providerErrors('cartesia', 'tts')) - errorsBefore).toBe(2);
     } finally {
       await caller.hangup();
     }

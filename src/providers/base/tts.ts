@@ -2,11 +2,13 @@
 // its turns and closes them with itself (idempotent close, also on the call's signal); a turn owns its ordered
 // event queue, its single consumer, whole-sample audio, the stall watchdog and cancellation: a barge-in (the
 // turn's signal) or a consumer that stops reading cancels the provider's work for that turn and drops what is
-// queued, so nothing of a cancelled turn is ever played.
+// queued, so nothing of a cancelled turn is ever played. A failed turn is counted once (provider_errors_total,
+// through the metrics port the session got from the registry); meteredTts counts a session that cannot open.
 
-import type { ProviderError } from '../../errors.js';
-import type { TtsEvent, TtsSession, TtsTurn, TtsTurnOptions, TtsWord } from '../types.js';
+import { ProviderError } from '../../errors.js';
+import type { TtsEvent, TtsProvider, TtsSession, TtsSessionOptions, TtsTurn, TtsTurnOptions, TtsWord } from '../types.js';
 import { providerFailure } from './failure.js';
+import { NO_PROVIDER_METRICS, type ProviderMetrics } from './metrics.js';
 
 export abstract class TtsTurnBase implements TtsTurn {
   finished = false;
@@ -25,6 +27,8 @@ export abstract class TtsTurnBase implements TtsTurn {
   private readonly onAbort = (): void => this.abort();
   /** Called once when the turn finishes, whatever the reason (the session forgets it). */
   onFinished: ((turn: TtsTurnBase) => void) | null = null;
+  /** Where a failure of this turn is counted: the session's port, set as the session starts the turn. */
+  metrics: ProviderMetrics = NO_PROVIDER_METRICS;
 
   constructor(
     protected readonly provider: string,
@@ -90,6 +94,7 @@ export abstract class TtsTurnBase implements TtsTurn {
     if (this.finished) return;
     this.finished = true;
     this.failure = error;
+    if (error !== null) this.metrics.failed(this.provider, 'tts');
     this.clearStallTimer();
     this.signal.removeEventListener('abort', this.onAbort);
     this.onFinished?.(this);
@@ -184,12 +189,16 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
   abstract readonly name: string;
   abstract readonly sampleRate: number;
   protected readonly turns = new Set<T>();
+  protected readonly sessionSignal: AbortSignal;
+  private readonly metrics: ProviderMetrics;
   private closing: Promise<void> | null = null;
   private readonly onSessionAbort = (): void => void this.close();
 
-  constructor(protected readonly sessionSignal: AbortSignal) {
-    if (sessionSignal.aborted) queueMicrotask(() => void this.close());
-    else sessionSignal.addEventListener('abort', this.onSessionAbort, { once: true });
+  constructor(options: Pick<TtsSessionOptions, 'signal' | 'metrics'>) {
+    this.sessionSignal = options.signal;
+    this.metrics = options.metrics ?? NO_PROVIDER_METRICS;
+    if (this.sessionSignal.aborted) queueMicrotask(() => void this.close());
+    else this.sessionSignal.addEventListener('abort', this.onSessionAbort, { once: true });
   }
 
   protected abstract createTurn(options: TtsTurnOptions): T;
@@ -204,6 +213,7 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
 
   startTurn(options: TtsTurnOptions): TtsTurn {
     const turn = this.createTurn(options);
+    turn.metrics = this.metrics;
     if (this.closing !== null) {
       turn.discard();
       return turn;
@@ -224,4 +234,22 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
     }
     return this.closing;
   }
+}
+
+/**
+ * The provider as the registry hands it out: its sessions count through `metrics`, and a session that cannot open
+ * (refused key, unreachable server, missing binary) is counted here — unless the call ended meanwhile.
+ */
+export function meteredTts(provider: TtsProvider, metrics: ProviderMetrics): TtsProvider {
+  return {
+    name: provider.name,
+    async open(options: TtsSessionOptions): Promise<TtsSession> {
+      try {
+        return await provider.open({ ...options, metrics });
+      } catch (err) {
+        if (!options.signal.aborted && err instanceof ProviderError) metrics.failed(provider.name, 'tts');
+        throw err;
+      }
+    },
+  };
 }

@@ -134,7 +134,7 @@ class ElevenLabsSession extends TtsSessionBase<ElevenLabsTurn> {
     private readonly url: URL,
     private readonly options: TtsSessionOptions,
   ) {
-    super(options.signal);
+    super(options);
     this.host = hostOf(url.href);
     this.redact = redactorFor(settings.apiKey);
   }
