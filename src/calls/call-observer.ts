@@ -7,10 +7,7 @@ import type { PipelineObserver, Stage } from '../pipeline/observer.js';
 import { turnStages, type TurnRecord } from '../pipeline/turn-record.js';
 import type { Call } from './call.js';
 
-/** Something that follows a call live (RTVI-style notices, SPEC §9). */
-export interface CallListener {
-  notice(type: string, data?: Record<string, unknown>): void;
-}
+export type { CallListener } from './ports.js';
 
 export class CallObserver implements PipelineObserver {
   constructor(
