@@ -63,12 +63,10 @@ export function cyclesOf(graph: Map<string, string[]>): string[][] {
     }
     if (low.get(v) === index.get(v)) {
       const component: string[] = [];
-      let w: string | undefined;
-      do {
-        w = stack.pop() as string;
+      for (let w = stack.pop(); w !== undefined; w = w === v ? undefined : stack.pop()) {
         onStack.delete(w);
         component.push(w);
-      } while (w !== v);
+      }
       if (component.length > 1 || (graph.get(v) ?? []).includes(v)) out.push(component.sort());
     }
   };
