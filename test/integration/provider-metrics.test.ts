@@ -218,6 +218,43 @@ describe('TTS base (Cartesia)', () => {
     expect(m.failures).toEqual(['cartesia/tts']);
   });
 
+  it('acts on retryable: after a dropped socket the next turn redials; a rejected key (401) stops the redials', async () => {
+    const m = new RecordingMetrics();
+    const session = await open(m);
+    const speak = async (text: string): Promise<unknown> => {
+      const turn = session.startTurn({ signal: new AbortController().signal });
+      turn.say(text);
+      turn.end();
+      try {
+        for await (const _ of turn.events()) {
+          // drain
+        }
+        return null;
+      } catch (err) {
+        return err;
+      }
+    };
+    // The socket is cut mid-turn: that turn fails (retryable), and the next turn dials again.
+    cartesia.faults.push({ kind: 'close' });
+    const dropped = await speak('First.');
+    expect((dropped as ProviderError).retryable).toBe(true);
+    const upgrades = cartesia.upgrades.length;
+    cartesia.rejectUpgrades = 401;
+    try {
+      const rejected = await speak('Second.');
+      expect(cartesia.upgrades.length).toBe(upgrades + 1);
+      expect((rejected as ProviderError).retryable).toBe(false);
+      expect((rejected as ProviderError).message).toMatch(/rejected the API key/);
+      // Not retryable: the next turn fails with the same error at once, without dialling.
+      const third = await speak('Third.');
+      expect(third).toBe(rejected);
+      expect(cartesia.upgrades.length).toBe(upgrades + 1);
+    } finally {
+      cartesia.rejectUpgrades = null;
+    }
+    expect(m.failures).toEqual(['cartesia/tts', 'cartesia/tts', 'cartesia/tts']);
+  });
+
   it('a session refused at the upgrade is counted once', async () => {
     const m = new RecordingMetrics();
     cartesia.rejectUpgrades = 401;

@@ -191,6 +191,8 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
   protected readonly turns = new Set<T>();
   protected readonly sessionSignal: AbortSignal;
   private readonly metrics: ProviderMetrics;
+  /** A connection failure no redial can fix: every later turn fails with it, without dialling. */
+  private refusedWith: ProviderError | null = null;
   private closing: Promise<void> | null = null;
   private readonly onSessionAbort = (): void => void this.close();
 
@@ -207,6 +209,16 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
   /** A new turn is live (e.g. reconnect a socket lost while idle, so it is ready by the first say()). */
   protected turnStarted(_turn: T): void {}
 
+  /**
+   * A socket provider's (re)connection failed with `err`; the turns waiting on it fail with it. The base acts on
+   * `retryable` (failure.ts): a retryable failure (refused, reset, 5xx) lets the next turn dial again; one that is
+   * not (a rejected key, 4xx) ends the dialling — each later turn fails with it at once, so a call does not spend
+   * a connection attempt per turn on what cannot work (two failed turns end it with tts_error).
+   */
+  protected connectFailed(err: ProviderError): void {
+    if (!err.retryable) this.refusedWith ??= err;
+  }
+
   get isClosing(): boolean {
     return this.closing !== null;
   }
@@ -219,6 +231,10 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
       return turn;
     }
     if (turn.finished) return turn;
+    if (this.refusedWith !== null) {
+      turn.finish(this.refusedWith);
+      return turn;
+    }
     this.turns.add(turn);
     turn.onFinished = (t) => this.turns.delete(t as T);
     this.turnStarted(turn);

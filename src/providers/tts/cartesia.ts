@@ -248,6 +248,7 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
       },
       (err: unknown) => {
         const error = this.connectError(err);
+        this.connectFailed(error);
         void this.dropLink(link, error);
         throw error;
       },
@@ -324,7 +325,6 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
       ? providerFailure(PROVIDER, 'tts', 'network', where, { cause: err })
       : providerFailure(PROVIDER, 'tts', 'http', where, { cause: err, status: Number(status) });
   }
-
 }
 
 class CartesiaTurn extends TtsTurnBase {

@@ -202,7 +202,10 @@ class ElevenLabsSession extends TtsSessionBase<ElevenLabsTurn> {
       });
       ws.on('error', (err) => {
         lastError = err.message;
-        if (!opened) reject(this.connectError(err));
+        if (opened) return;
+        const error = this.connectError(err);
+        this.connectFailed(error);
+        reject(error);
       });
     });
     // Turns await `ready` themselves; this keeps an unobserved failure from being an unhandled rejection.
