@@ -176,7 +176,7 @@ export class App {
         siblings: new SiblingClient(rpcClient ?? NO_BROKER_RPC),
         metrics,
         log,
-        providers: options.providers ?? new ProviderRegistry(config),
+        providers: options.providers ?? new ProviderRegistry(config, {}, metrics.providers),
         externalHost: () => `${config.podIp}:${audiosocketAddress.port}`,
         admit: () => admission.admit(),
       });

@@ -1,6 +1,22 @@
 // Parsers of the address settings: `host:port` listeners and the MySQL DSN in its URL and Go forms.
 
-import type { DatabaseConfig, HostPort } from './config.js';
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface DatabaseConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /**
+   * true (default): create the database and apply the migrations at startup. false (DATABASE_MIGRATE=off, for a
+   * user without DDL rights): apply no DDL, only check that the table and columns the daemon needs exist.
+   */
+  migrate?: boolean;
+}
 
 /** `host:port`, `:port` (all interfaces → defaultHost) or `[v6]:port`. */
 export function parseHostPort(text: string, defaultHost: string): HostPort {

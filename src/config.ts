@@ -9,23 +9,9 @@ import { ConfigError } from './errors.js';
 export type ResamplerQuality = 'sinc_fastest' | 'sinc_medium' | 'sinc_best';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-export interface DatabaseConfig {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /**
-   * true (default): create the database and apply the migrations at startup. false (DATABASE_MIGRATE=off, for a
-   * user without DDL rights): apply no DDL, only check that the table and columns the daemon needs exist.
-   */
-  migrate?: boolean;
-}
+// Declared with their parsers (config-addresses.ts), so that module needs nothing from this one.
+import type { DatabaseConfig, HostPort } from './config-addresses.js';
+export type { DatabaseConfig, HostPort };
 
 export interface Config {
   podIp: string;

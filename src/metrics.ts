@@ -100,10 +100,21 @@ export class Metrics {
   });
   readonly providerErrorsTotal = new Counter({
     name: `${PREFIX}provider_errors_total`,
-    help: 'AI provider failures, by provider and stage (stt, llm, tts)',
+    help: 'AI provider failures, by provider and stage (stt, llm, tts), each counted once by the provider base, also when it was then retried',
     labelNames: ['provider', 'stage'] as const,
     registers: [this.registry],
   });
+  readonly providerRetriesTotal = new Counter({
+    name: `${PREFIX}provider_retries_total`,
+    help: 'AI provider failures recovered by a retry: STT streams reconnected, LLM requests retried before their first token',
+    labelNames: ['provider', 'stage'] as const,
+    registers: [this.registry],
+  });
+  /** The provider bases' metrics port (src/providers/base/metrics.ts); the registry hands it to every provider. */
+  readonly providers = {
+    failed: (provider: string, stage: 'stt' | 'llm' | 'tts'): void => this.providerErrorsTotal.inc({ provider, stage }),
+    retried: (provider: string, stage: 'stt' | 'llm' | 'tts'): void => this.providerRetriesTotal.inc({ provider, stage }),
+  };
   readonly droppedFramesTotal = new Counter({
     name: `${PREFIX}dropped_frames_total`,
     help: 'Audio frames dropped (full queues, writes to a congested socket)',

@@ -11,11 +11,28 @@ export interface ClockSink {
   tick(lateMs: number): void;
 }
 
+/** Where the clock reads the time and sets its timer: the real ones by default, a manual one in tests. */
+export interface TimeSource {
+  /** Milliseconds on a monotonic scale (performance.now()). */
+  now(): number;
+  /** Calls `fn` once after `ms`; the handle is never undefined. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const REAL_TIME: TimeSource = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 export interface OutputClockOptions {
   metrics?: Metrics;
   log?: Logger;
   /** Default 20 ms: one Audiosocket frame. */
   periodMs?: number;
+  /** Default REAL_TIME. */
+  time?: TimeSource;
 }
 
 interface Entry {
@@ -52,9 +69,10 @@ export class OutputClock {
   private readonly periodMs: number;
   private readonly metrics: Metrics | undefined;
   private readonly log: Logger | undefined;
+  private readonly time: TimeSource;
   private readonly entries: Entry[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  /** performance.now() from which the pending tick may run (its slot minus EARLY_MS). */
+  private timer: unknown;
+  /** time.now() from which the pending tick may run (its slot minus EARLY_MS). */
   private dueAt = Number.POSITIVE_INFINITY;
   private start = 0;
   private slot = 0;
@@ -68,6 +86,7 @@ export class OutputClock {
     this.periodMs = options.periodMs ?? FRAME_MS;
     this.metrics = options.metrics;
     this.log = options.log;
+    this.time = options.time ?? REAL_TIME;
   }
 
   /** Registered sinks. */
@@ -99,7 +118,7 @@ export class OutputClock {
     const entry: Entry = { sink, index: this.entries.length, lastTick: this.tickCount };
     this.entries.push(entry);
     if (this.entries.length === 1) {
-      this.start = performance.now();
+      this.start = this.time.now();
       this.slot = 0;
       this.schedule();
     }
@@ -129,13 +148,13 @@ export class OutputClock {
 
   /** Runs the pending tick now if its slot is due (see pollOutputClocks). */
   poll(): void {
-    if (this.timer === undefined || performance.now() < this.dueAt) return;
-    clearTimeout(this.timer);
+    if (this.timer === undefined || this.time.now() < this.dueAt) return;
+    this.time.clearTimeout(this.timer);
     this.onTimer();
   }
 
   private stopTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.time.clearTimeout(this.timer);
     this.timer = undefined;
     this.dueAt = Number.POSITIVE_INFINITY;
     pending.delete(this);
@@ -144,8 +163,8 @@ export class OutputClock {
   private schedule(): void {
     const deadline = this.start + (this.slot + 1) * this.periodMs;
     this.dueAt = deadline - EARLY_MS;
-    const delay = Math.max(0, this.dueAt - performance.now());
-    this.timer = setTimeout(this.onTimer, delay);
+    const delay = Math.max(0, this.dueAt - this.time.now());
+    this.timer = this.time.setTimeout(this.onTimer, delay);
     pending.add(this);
   }
 
@@ -153,7 +172,7 @@ export class OutputClock {
     this.timer = undefined;
     this.dueAt = Number.POSITIVE_INFINITY;
     pending.delete(this);
-    const now = performance.now();
+    const now = this.time.now();
     this.slot++;
     const late = now - (this.start + this.slot * this.periodMs);
     let missed = late >= this.periodMs ? Math.floor(late / this.periodMs) : 0;
@@ -195,7 +214,7 @@ export class OutputClock {
 
   private sinkFailed(err: unknown): void {
     this.errors++;
-    const now = performance.now();
+    const now = this.time.now();
     if (now - this.lastErrorLog >= LOG_EVERY_MS) {
       this.lastErrorLog = now;
       this.log?.error({ err, sink_errors: this.errors }, 'output clock sink threw; other sinks carry on');

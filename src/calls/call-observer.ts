@@ -1,5 +1,5 @@
-// A call's view of its pipeline: conversation events go out on RabbitMQ (SPEC §7), figures into the metrics, any
-// activity pushes the idle deadline back. Listeners (the WebSocket monitor) get the same notices.
+// A call's view of its pipeline: conversation events go out on RabbitMQ (SPEC §7), turn figures into the metrics
+// (provider failures are counted by the provider bases, not here), any activity pushes the idle deadline back. Listeners (the WebSocket monitor) get the same notices.
 
 import { messageOf } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -7,10 +7,7 @@ import type { PipelineObserver, Stage } from '../pipeline/observer.js';
 import { turnStages, type TurnRecord } from '../pipeline/turn-record.js';
 import type { Call } from './call.js';
 
-/** Something that follows a call live (RTVI-style notices, SPEC §9). */
-export interface CallListener {
-  notice(type: string, data?: Record<string, unknown>): void;
-}
+export type { CallListener } from './ports.js';
 
 export class CallObserver implements PipelineObserver {
   constructor(
@@ -81,8 +78,8 @@ export class CallObserver implements PipelineObserver {
     if (discarded > 0) this.metrics.preemptiveGenerationsTotal.inc({ outcome: 'discarded' }, discarded);
   }
 
+  /** Logged and shown; provider_errors_total was counted by the provider's base, where the failure happened. */
   providerError(stage: Stage, provider: string, err: unknown): void {
-    this.metrics.providerErrorsTotal.inc({ provider, stage });
     this.call.log.warn({ stage, provider, err: messageOf(err) }, 'provider error');
     this.notice('error', { message: `${stage} provider ${provider} failed` });
   }

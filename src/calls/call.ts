@@ -5,9 +5,8 @@
 import type { Logger } from '../log.js';
 import type { Pipecatcall } from '../model/pipecatcall.js';
 import type { VoicePipeline } from '../pipeline/voice-pipeline.js';
-import type { CallListener } from './call-observer.js';
 import type { VadConfig } from './create-request.js';
-import type { CallMedia, CallTransport } from './ports.js';
+import type { CallListener, CallMedia, CallTransport } from './ports.js';
 
 export type { CallMedia, CallTransport };
 

@@ -87,7 +87,7 @@ export class PipelineStarter {
     } catch (err) {
       if (signal.aborted) return null;
       const reason: TerminateReason = err instanceof ProviderError ? `${err.stage}_error` : 'error';
-      if (err instanceof ProviderError) this.deps.metrics.providerErrorsTotal.inc({ provider: err.provider, stage: err.stage });
+      // A provider that failed here was counted by its base (or the registry): nothing to count again.
       call.log.error({ err: messageOf(err), reason }, 'the pipeline could not start');
       this.deps.terminate(call.id, reason);
       return null;

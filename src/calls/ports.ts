@@ -11,6 +11,11 @@ import type { ProviderRegistry } from '../providers/registry.js';
 
 export type CallTransport = 'audiosocket' | 'websocket' | 'none';
 
+/** Something that follows a call live (RTVI-style notices, SPEC §9): the WebSocket monitor implements it. */
+export interface CallListener {
+  notice(type: string, data?: Record<string, unknown>): void;
+}
+
 /** A call's media transport: where the pipeline's bot audio goes, and the connection it ends with the call. */
 export interface CallMedia {
   readonly transport: CallTransport;

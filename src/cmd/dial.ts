@@ -1,10 +1,14 @@
 // `pipecat-control call dial`: acts as Asterisk on one call. Connects to the Audiosocket server, sends the UUID,
-// streams a WAV at real-time pace followed by silence, records what the bot sends, hangs up, and summarises.
+// streams a WAV at real-time pace followed by silence (paced by the daemon's own PacedOutput and OutputClock),
+// records what the bot sends, hangs up, and summarises.
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { OutputClock } from '../audio/clock.js';
+import { PacedOutput } from '../audio/paced-output.js';
 import { FRAME_MS, frameBytes } from '../audio/pcm.js';
 import { encodeWav, readWav } from '../audio/wav.js';
 import { AudiosocketClient } from '../transports/audiosocket/client.js';
+import { AudiosocketFrameWriter } from '../transports/audiosocket/media.js';
 import { KIND_HANGUP, isAudioKind, kindForRate } from '../transports/audiosocket/protocol.js';
 import { ReplyRecorder } from '../transports/audiosocket/reply-recorder.js';
 import { parseHostPort, type Config } from '../config.js';
@@ -109,64 +113,73 @@ export async function dialCall(config: Config, o: DialOptions): Promise<DialSumm
     if (speechEndAt !== undefined) firstReplyAt ??= at;
   });
 
-  // One drift-corrected 20 ms schedule for the whole call, as Asterisk paces its frames: frame i leaves at
-  // t0 + 20·i. The source decides what each frame is: silence while the greeting plays, the WAV, DTMF, silence.
-  const frameSize = frameBytes(rate);
-  const silence = Buffer.alloc(frameSize);
+  // The daemon's own pacing: a PacedOutput on an OutputClock (one drift-corrected 20 ms grid, as Asterisk paces its
+  // frames), writing Audiosocket frames through the transport's FrameWriter. Each slot this dialer decides first
+  // (start the WAV once the greeting is over, send a DTMF digit, stop after the tail); the output then writes the
+  // slot's frame: the WAV while it lasts, silence otherwise.
+  const clock = new OutputClock();
+  const output = new PacedOutput({
+    rate,
+    writer: new AudiosocketFrameWriter({ writeFrame: (frame) => client.sendRaw(frame) }),
+    maxFrames: Math.ceil(pcm.length / frameBytes(rate)) + 1,
+  });
   const listenUntil = connectedAt + greetingS * 1000;
   const tailFrames = Math.round((timeoutS * 1000) / FRAME_MS);
   let phase: 'greeting' | 'speech' | 'dtmf' | 'tail' = greetingS > 0 ? 'greeting' : 'speech';
-  let offset = 0;
+  let started = false;
   let digitIndex = 0;
   let gap = 0;
   let tail = 0;
-  const nextFrame = (now: number): Buffer | 'dtmf' | null => {
+  let remoteClosed = false;
+  /** Runs before the output's frame of the same slot; false: the call is over, nothing more is sent. */
+  const decide = (now: number): boolean => {
+    if (client.isClosed) {
+      remoteClosed = true;
+      return false;
+    }
     if (phase === 'greeting') {
       const greeted = lastBotAudioAt !== undefined && now - lastBotAudioAt > 600;
-      if (!greeted && now < listenUntil) return silence;
+      if (!greeted && now < listenUntil) return true;
       phase = 'speech';
     }
     if (phase === 'speech') {
-      if (offset < pcm.length) {
-        let frame = pcm.subarray(offset, offset + frameSize);
-        offset += frameSize;
-        if (frame.length < frameSize) frame = Buffer.concat([frame, silence.subarray(frame.length)]);
-        return frame;
+      if (!started) {
+        started = true;
+        output.push(pcm);
+        output.flush();
       }
+      if (output.queuedFrames > 0) return true;
       speechEndAt = now;
       phase = 'dtmf';
     }
     if (phase === 'dtmf') {
       if (gap > 0) {
         gap--;
-        return silence;
+        return true;
       }
       if (digitIndex < dtmf.length) {
         gap = 5;
-        return 'dtmf';
+        client.sendDtmf(dtmf[digitIndex++] ?? '#');
+        return true;
       }
       phase = 'tail';
     }
-    return tail++ < tailFrames ? silence : null;
+    return tail++ < tailFrames;
   };
-  let remoteClosed = false;
-  const t0 = performance.now();
-  for (let i = 0; ; i++) {
-    const wait = t0 + i * FRAME_MS - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    if (client.isClosed) {
-      remoteClosed = true;
-      break;
-    }
-    const frame = nextFrame(performance.now());
-    if (frame === null) break;
-    if (frame === 'dtmf') {
-      client.sendDtmf(dtmf[digitIndex++] ?? '#');
-      client.sendAudio(silence, kind);
-    } else {
-      client.sendAudio(frame, kind);
-    }
-  }
+  await new Promise<void>((resolve) => {
+    const unregister = clock.register({
+      tick: () => {
+        if (decide(performance.now())) {
+          output.tick();
+          return;
+        }
+        unregister();
+        resolve();
+      },
+    });
+  });
+  clock.close();
+  output.close();
   client.hangup();
   await Promise.race([client.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
   client.destroy();

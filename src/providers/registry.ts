@@ -2,11 +2,15 @@
 // Create requests are validated here before any side effect, so an unsupported or unconfigured provider is a 400
 // naming the type and what is supported — never a silent fallback. Adding a provider is one file and one line
 // in a table below. Keys come from the configuration or, for the LLM of an ai_call, from ai-manager; they are
-// never logged.
+// never logged. Every provider handed out counts its failures through the metrics port given here (the bases do
+// the counting: base/metrics.ts).
 
 import type { Config } from '../config.js';
 import { BadRequestError, ProviderError } from '../errors.js';
 import type { LlmPolicy } from './base/llm.js';
+import { NO_PROVIDER_METRICS, type ProviderMetrics } from './base/metrics.js';
+import { meteredStt } from './base/stt.js';
+import { meteredTts } from './base/tts.js';
 import { createAnthropicLlm } from './llm/anthropic.js';
 import { createEchoLlm } from './llm/echo.js';
 import { createGeminiLlm } from './llm/gemini.js';
@@ -136,6 +140,8 @@ export class ProviderRegistry {
   constructor(
     private readonly settings: ProviderSettings,
     private readonly overrides: ProviderOverrides = {},
+    /** Where the provider bases count (Metrics.providers in the daemon). */
+    protected readonly metrics: ProviderMetrics = NO_PROVIDER_METRICS,
   ) {}
 
   /** Refuses a create whose providers cannot work here (a missing key), before anything is written. */
@@ -147,11 +153,11 @@ export class ProviderRegistry {
   }
 
   sttProvider(type: string): SttProvider {
-    return this.build(this.stt, STT, type, 'stt_type');
+    return this.build(this.stt, STT, type, 'stt_type', (p) => meteredStt(p, this.metrics));
   }
 
   ttsProvider(type: string): TtsProvider {
-    return this.build(this.tts, TTS, type, 'tts_type');
+    return this.build(this.tts, TTS, type, 'tts_type', (p) => meteredTts(p, this.metrics));
   }
 
   /** The LLM of one call. `engineKey` is the AI's key from ai-manager ('' → the environment's key). */
@@ -162,10 +168,12 @@ export class ProviderRegistry {
     if (table === undefined) throw new BadRequestError(`llm_type ${llmType} is not supported`);
     const apiKey = engineKey !== '' ? engineKey : table.key(this.settings.keys);
     if (apiKey === '' && table.keyEnv !== '') {
+      // No client exists to count this one, so the registry does.
+      this.metrics.failed(vendor, 'llm');
       throw new ProviderError(vendor, 'llm', `no API key for ${vendor}: set ${table.keyEnv} or give the AI an engine_key`);
     }
     const baseUrl = this.overrides.llmBaseUrl?.(vendor) ?? this.configuredBaseUrl(vendor) ?? table.baseUrl;
-    const policy = this.overrides.llmPolicy ?? {};
+    const policy = { ...this.overrides.llmPolicy, metrics: this.metrics };
     if (table.api === 'anthropic') return createAnthropicLlm({ model, apiKey, baseUrl, ...policy });
     if (table.api === 'gemini') return createGeminiLlm({ model, apiKey, baseUrl, ...policy });
     return createOpenAiLlm({ vendor, model, apiKey: apiKey === '' ? 'none' : apiKey, baseUrl, ...policy });
@@ -177,12 +185,12 @@ export class ProviderRegistry {
     return url === '' ? undefined : url;
   }
 
-  private build<T>(cache: Map<string, T>, table: Record<string, Entry<T>>, type: string, what: string): T {
+  private build<T>(cache: Map<string, T>, table: Record<string, Entry<T>>, type: string, what: string, meter: (p: T) => T): T {
     let p = cache.get(type);
     if (p !== undefined) return p;
     const entry = table[type];
     if (entry === undefined) throw new BadRequestError(`${what} ${type} is not supported (supported: ${Object.keys(table).join(', ')})`);
-    p = entry.create(this.settings, this.overrides);
+    p = meter(entry.create(this.settings, this.overrides));
     cache.set(type, p);
     return p;
   }

@@ -3,6 +3,7 @@
 
 import type { Logger } from '../log.js';
 import type { ChatMessage } from '../model/pipecatcall.js';
+import type { ProviderMetrics } from './base/metrics.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // STT: streaming speech to text for a whole call.
@@ -25,8 +26,10 @@ export interface SttOptions {
    * most once; never after the signal aborted.
    */
   onFatal(err: Error): void;
-  /** A recoverable provider error (counted in metrics, logged by the caller). */
+  /** A recoverable provider error (the base counted it in metrics; the caller logs it). */
   onError?(err: Error): void;
+  /** Where the STT base counts failures; set by the registry (meteredStt), not by the pipeline. */
+  metrics?: ProviderMetrics;
 }
 
 export interface SttStream {
@@ -124,6 +127,8 @@ export interface TtsSessionOptions {
   language: string;
   signal: AbortSignal;
   log: Logger;
+  /** Where the TTS base counts failures; set by the registry (meteredTts), not by the pipeline. */
+  metrics?: ProviderMetrics;
 }
 
 export interface TtsProvider {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AudiosocketClient } from '../../src/transports/audiosocket/client.js';
 import { RpcTestClient } from '../helpers/rpc-test-client.js';
 import { createTestServices, startTestApp, type TestApp, type TestServices } from '../helpers/test-app.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SHARED = 'bin-manager.pipecat-manager.request';
 const HOST = 'bin-manager.pipecat-manager.request.127.0.0.1';
@@ -37,11 +38,7 @@ afterAll(async () => {
 });
 
 async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitUntil(what, check, timeoutMs, 20);
 }
 
 const consumers = async (): Promise<number> => (await ch.checkQueue(SHARED)).consumerCount;
@@ -78,8 +75,7 @@ describe('MAX_CALLS', () => {
     expect(ready.status).toBe(503);
     expect(ready.checks.admission).toMatch(/MAX_CALLS=2/);
     const waiting = create(randomUUID(), 10_000);
-    await new Promise((r) => setTimeout(r, 300));
-    expect((await ch.checkQueue(SHARED)).messageCount).toBe(1);
+    await until(async () => (await ch.checkQueue(SHARED)).messageCount === 1, 'the create to wait in the shared queue');
 
     // One call ends: below the cap the instance rejoins the queue and takes the waiting create.
     await t.app.calls.terminate(a, 'stop');

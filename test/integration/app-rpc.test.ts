@@ -326,7 +326,7 @@ describe('ai_call references', () => {
     const call = t.app.calls.session(id);
     expect(call?.aicall?.aiId).toBe(aiId);
     // The AI's key is asked for when the pipeline starts, after the aicall (issue 11 item 5).
-    for (let i = 0; i < 400 && !uris.includes(`/v1/ais/${aiId}`); i++) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the AI key request', () => uris.includes(`/v1/ais/${aiId}`), 2000);
     expect(uris.slice(0, 2)).toEqual([`/v1/aicalls/${aicallId}`, `/v1/ais/${aiId}`]);
     expect(call?.transport).toBe('none');
     const msg = await rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hi' } });

@@ -10,6 +10,7 @@ import { ProviderError } from '../../src/errors.js';
 import { createDeepgramStt, type DeepgramSttSettings } from '../../src/providers/stt/deepgram.js';
 import type { SttStream, SttTranscript } from '../../src/providers/types.js';
 import { FakeDeepgramServer } from '../fakes/deepgram-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const KEY = 'dg_test_key_0123456789abcdef';
 const FRAME = 320; // 20 ms at 16 kHz
@@ -262,7 +263,12 @@ describe('Deepgram STT (official SDK) against the fake Deepgram server', () => {
     server.autoTranscribe({ afterBytes: 10 * FRAME_BYTES, text: 'hello' });
     const h = await open({ stallTimeoutMs: 200 });
     server.stall();
-    for (let i = 0; i < 40 && server.connections.length < 2; i++) await feed(h.stream, 10).then(() => sleep(20));
+    // Audio keeps flowing, as in a call, until the stall watchdog has replaced the session.
+    await waitUntil('the stalled session to be replaced', async () => {
+      if (server.connections.length >= 2) return true;
+      await feed(h.stream, 10);
+      return false;
+    }, 5000, 20);
     expect(server.connections).toHaveLength(2);
     server.stall(false);
     await feed(h.stream, 20);

@@ -107,7 +107,10 @@ async function open(settings: Partial<SphinxSttSettings> = {}): Promise<Harness>
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** 20 ms writes at ≈5× real time (Sphinx does not care about pacing; this stays within its 2 s input queue). */
+/**
+ * 20 ms writes at ≈5× real time (Sphinx does not care about pacing; this stays within its 2 s input queue). The
+ * pause is a rate limit on the input, not a wait for anything.
+ */
 async function feed(stream: SphinxSttStream, pcm: Int16Array): Promise<void> {
   for (let off = 0, n = 0; off < pcm.length; off += FRAME, n++) {
     stream.write(pcm.subarray(off, Math.min(pcm.length, off + FRAME)));
@@ -130,20 +133,23 @@ function decoderPid(stream: SphinxSttStream): number {
 }
 
 /**
- * Resolves once the decoder has consumed everything we wrote: our side of its stdin is drained and the decoder has
- * been blocked reading (state S in /proc) for 150 ms. Anything it had to say about that audio is printed by then.
+ * Resolves once the decoder has consumed everything we wrote and said all it will about it: our side of its stdin
+ * is drained and the decoder has been blocked reading (state S in /proc) on three polls in a row, 50 ms apart. It
+ * prints a line before it reads on, so by then the line has reached our stdout handler (the polls yield to I/O).
  */
 async function decoderIdle(stream: SphinxSttStream, timeoutMs = 15_000): Promise<void> {
   const pid = decoderPid(stream);
-  const deadline = Date.now() + timeoutMs;
   let sleepingPolls = 0;
-  while (sleepingPolls < 3) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for the decoder to go idle');
-    await sleep(50);
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').charAt(0);
-    sleepingPolls = state === 'S' ? sleepingPolls + 1 : 0;
-  }
-  await sleep(20); // its last line in flight on the stdout pipe
+  await waitUntil(
+    'the decoder to go idle',
+    () => {
+      const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').charAt(0);
+      sleepingPolls = state === 'S' ? sleepingPolls + 1 : 0;
+      return sleepingPolls >= 3;
+    },
+    timeoutMs,
+    50,
+  );
 }
 
 /** Feeds leading silence, speech and trailing silence, and returns everything the decoder said about it. */
@@ -210,7 +216,8 @@ describe('sphinx STT (Debian pocketsphinx_continuous) on Asterisk prompts', () =
         await feed(h.stream, await prompt16k(name));
         await feed(h.stream, silence(1.0));
         await waitUntil(`the transcript of ${name}`, () => h.transcripts.length > 0);
-        await sleep(300);
+        // Everything written was decoded: a second transcript would be here by now.
+        await decoderIdle(h.stream);
         expect(h.fatals).toEqual([]);
         expect(h.stream.droppedFrames).toBe(0);
         return { name, expected: phrases[i], got: h.transcripts };
@@ -307,7 +314,11 @@ describe('sphinx STT (Debian pocketsphinx_continuous) on Asterisk prompts', () =
     const pid = h.stream.pid!;
     process.kill(decoderPid(h.stream), 'SIGKILL');
     // The shell only notices through cat's SIGPIPE on the next write, as in a live call.
-    for (let i = 0; i < 100 && h.fatals.length === 0; i++) await feed(h.stream, silence(0.02)).then(() => sleep(10));
+    await waitUntil('the dead decoder to be reported', () => {
+      if (h.fatals.length > 0) return true;
+      h.stream.write(silence(0.02));
+      return false;
+    }, 3000, 10);
     expect(h.fatals).toHaveLength(1);
     expect(h.fatals[0]).toBeInstanceOf(ProviderError);
     expect(h.fatals[0]!.message).toMatch(/sphinx decoder exited with code 137/);

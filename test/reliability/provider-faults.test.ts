@@ -12,6 +12,8 @@ import { randomUUID } from 'node:crypto';
 import { connect, createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics.js';
+import { meteredStt } from '../../src/providers/base/stt.js';
+import { meteredTts } from '../../src/providers/base/tts.js';
 import { createOpenAiLlm } from '../../src/providers/llm/openai.js';
 import { ProviderRegistry } from '../../src/providers/registry.js';
 import { parseLlmType } from '../../src/providers/registry.js';
@@ -58,29 +60,31 @@ class ShortTimeoutProviders extends ProviderRegistry {
     const { vendor, model } = parseLlmType(llmType);
     if (vendor !== 'openai') return super.llmClient(llmType, engineKey);
     const baseUrl = model === 'refused' ? `http://127.0.0.1:${closedPort}/v1` : openai.baseUrl;
-    return createOpenAiLlm({ vendor, model, apiKey: OPENAI_KEY, baseUrl, firstTokenTimeoutMs: TIMEOUT_MS, idleTimeoutMs: TIMEOUT_MS });
+    return createOpenAiLlm({ vendor, model, apiKey: OPENAI_KEY, baseUrl, firstTokenTimeoutMs: TIMEOUT_MS, idleTimeoutMs: TIMEOUT_MS, metrics: this.metrics });
   }
 
   override sttProvider(type: string): SttProvider {
     if (type !== 'deepgram') return super.sttProvider(type);
-    return createDeepgramStt({
+    const provider = createDeepgramStt({
       apiKey: DEEPGRAM_KEY,
       baseUrl: deepgramRefused ? `http://127.0.0.1:${closedPort}` : deepgram.url,
       connectTimeoutMs: TIMEOUT_MS,
       stallTimeoutMs: TIMEOUT_MS,
       closeGraceMs: 300,
     });
+    return meteredStt(provider, this.metrics);
   }
 
   override ttsProvider(type: string): TtsProvider {
     if (type !== 'cartesia') return super.ttsProvider(type);
-    return createCartesiaTts({
+    const provider = createCartesiaTts({
       apiKey: CARTESIA_KEY,
       baseUrl: cartesia.baseUrl,
       createConnection: () => (cartesiaRefused ? connect({ host: '127.0.0.1', port: closedPort }) : cartesia.createConnection()),
       stallTimeoutMs: TIMEOUT_MS,
       connectTimeoutMs: TIMEOUT_MS,
     });
+    return meteredTts(provider, this.metrics);
   }
 }
 
@@ -109,8 +113,9 @@ beforeAll(async () => {
     CARTESIA_API_KEY: CARTESIA_KEY,
     CARTESIA_BASE_URL: cartesia.baseUrl,
   };
-  const providers = new ShortTimeoutProviders(testConfig(services, env));
-  t = await startTestApp(services, env, { providers, metrics: new Metrics({ defaultMetrics: false }) });
+  const metrics = new Metrics({ defaultMetrics: false });
+  const providers = new ShortTimeoutProviders(testConfig(services, env), {}, metrics.providers);
+  t = await startTestApp(services, env, { providers, metrics });
   rpc = await RpcTestClient.connect(services.rabbitUrl);
   events = await rpc.subscribeEvents();
   await rpc.respondOn(AI_MANAGER, (req) => {

@@ -37,12 +37,30 @@ export interface FailureOptions {
   cause?: unknown;
 }
 
-/** A ProviderError whose `retryable` follows the rule above. */
-export function providerFailure(provider: string, stage: Stage, kind: FailureKind, message: string, options: FailureOptions = {}): ProviderError {
-  return new ProviderError(provider, stage, message, {
-    ...(options.cause !== undefined ? { cause: options.cause } : {}),
-    retryable: isRetryable(kind, options.status),
-  });
+/** A ProviderError that remembers its kind; its `retryable` follows the rule above and nothing else. */
+export class ProviderFailure extends ProviderError {
+  constructor(
+    provider: string,
+    stage: Stage,
+    readonly kind: FailureKind,
+    message: string,
+    options: FailureOptions = {},
+  ) {
+    super(provider, stage, message, {
+      ...(options.cause !== undefined ? { cause: options.cause } : {}),
+      retryable: isRetryable(kind, options.status),
+    });
+  }
+}
+
+/** The way every provider reports a failure. */
+export function providerFailure(provider: string, stage: Stage, kind: FailureKind, message: string, options: FailureOptions = {}): ProviderFailure {
+  return new ProviderFailure(provider, stage, kind, message, options);
+}
+
+/** A watchdog fired (ours or the SDK's): the attempt already used up the time it was given. */
+export function isStall(err: unknown): boolean {
+  return err instanceof ProviderFailure && err.kind === 'stall';
 }
 
 /** Blanks out the provider's own key (even when a server echoes it back) and credential-looking strings. */

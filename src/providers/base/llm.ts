@@ -1,7 +1,8 @@
 // The LLM base (DESIGN.md "providers on a base"): a provider adapts its SDK's stream into steps; the base owns
 // the per-request AbortController, cancellation by the caller's signal, the first-token and idle watchdogs, the
-// mapping of every failure to a ProviderError, the cleanup of the HTTP stream, and one retry of a retryable
-// failure that happened before anything reached the caller.
+// mapping of every failure to a ProviderError, the cleanup of the HTTP stream, the count of every failed attempt
+// (provider_errors_total, once each, through the metrics port) and one retry of a retryable failure that happened
+// before the model's first token.
 //
 // Contract kept for the pipeline:
 // - Abort: when request.signal aborts, the HTTP stream is cancelled at once and the iteration ENDS QUIETLY (no
@@ -12,7 +13,8 @@
 
 import { ProviderError } from '../../errors.js';
 import type { LlmChunk, LlmClient, LlmRequest } from '../types.js';
-import { backoff } from './failure.js';
+import { backoff, isStall, providerFailure } from './failure.js';
+import { NO_PROVIDER_METRICS, type ProviderMetrics } from './metrics.js';
 
 /** What an adapter yields: chunks for the caller, or `progress` (a stream event that carried nothing to show). */
 export type LlmStep = LlmChunk | { type: 'progress'; /** The model has started answering (tool call, finish). */ token: boolean };
@@ -36,10 +38,13 @@ export interface LlmPolicy {
   /** A stream that stalls this long between steps after the first token → failure. Default 15000. */
   idleTimeoutMs?: number;
   /**
-   * Retry a retryable failure (not a stall: that already spent the budget) once when nothing was delivered yet,
-   * after this backoff. Default: no retry (the adapter's own tests see each request); the registry turns it on.
+   * Retry a retryable failure (not a stall: that already spent the budget) once when the model had not started
+   * answering (no token, no tool call, so nothing reached the caller), after this backoff. Default: no retry (the
+   * adapter's own tests see each request); the registry turns it on.
    */
   retryBackoffMs?: number;
+  /** Where failed attempts and retries are counted (the registry sets it). Default: nowhere. */
+  metrics?: ProviderMetrics;
 }
 
 export const DEFAULT_FIRST_TOKEN_TIMEOUT_MS = 10_000;
@@ -48,15 +53,21 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 15_000;
 export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}): LlmClient {
   const firstTokenTimeoutMs = policy.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS;
   const idleTimeoutMs = policy.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const metrics = policy.metrics ?? NO_PROVIDER_METRICS;
+  /** Every failure of an attempt leaves through here: counted exactly once, whether or not it is retried. */
+  const failed = (err: ProviderError): ProviderError => {
+    metrics.failed(adapter.name, 'llm');
+    return err;
+  };
 
-  async function* attempt(request: LlmRequest, delivered: { any: boolean }): AsyncGenerator<LlmChunk, void, undefined> {
+  async function* attempt(request: LlmRequest, progress: { started: boolean }): AsyncGenerator<LlmChunk, void, undefined> {
     const { signal } = request;
     if (signal.aborted) return;
     if (adapter.prepare !== undefined) {
       try {
         await adapter.prepare();
       } catch (err) {
-        throw adapter.toError(err);
+        throw failed(adapter.toError(err));
       }
       if (signal.aborted) return;
     }
@@ -85,7 +96,7 @@ export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}):
     };
     /** After the SDK gave up or ended: an abort we caused is a stall, one the caller caused ends quietly. */
     const stalled = (): ProviderError | undefined =>
-      signal.aborted || stallMessage === undefined ? undefined : new StallError(adapter.name, stallMessage);
+      signal.aborted || stallMessage === undefined ? undefined : providerFailure(adapter.name, 'llm', 'stall', stallMessage);
 
     const iterator = adapter.generate(request, controller.signal)[Symbol.asyncIterator]();
     let iteratorDone = false;
@@ -98,7 +109,7 @@ export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}):
         } catch (err) {
           iteratorDone = true;
           if (signal.aborted) return;
-          throw stalled() ?? adapter.toError(err);
+          throw failed(stalled() ?? adapter.toError(err));
         } finally {
           disarm();
         }
@@ -108,18 +119,17 @@ export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}):
         }
         const step = next.value;
         if (step.type === 'progress') {
-          if (step.token) gotFirstToken = true;
+          if (step.token) gotFirstToken = progress.started = true;
           continue;
         }
-        gotFirstToken = true;
-        delivered.any = true;
+        gotFirstToken = progress.started = true;
         yield step;
         if (signal.aborted) return;
       }
       // SDKs end quietly when their request was aborted: by the caller (quiet for us too) or by our watchdog.
       if (signal.aborted) return;
       const stall = stalled();
-      if (stall !== undefined) throw stall;
+      if (stall !== undefined) throw failed(stall);
     } finally {
       disarm();
       signal.removeEventListener('abort', onAbort);
@@ -130,31 +140,21 @@ export function createStreamingLlm(adapter: LlmAdapter, policy: LlmPolicy = {}):
   }
 
   async function* stream(request: LlmRequest): AsyncGenerator<LlmChunk, void, undefined> {
-    const delivered = { any: false };
+    const progress = { started: false };
     const backoffMs = policy.retryBackoffMs;
     try {
-      yield* attempt(request, delivered);
+      yield* attempt(request, progress);
       return;
     } catch (err) {
-      const retry =
-        backoffMs !== undefined &&
-        err instanceof ProviderError &&
-        err.retryable &&
-        !(err instanceof StallError) &&
-        !delivered.any &&
-        !request.signal.aborted;
+      // The one retry acts on `retryable` (failure.ts decides it), and only while a second attempt is invisible to
+      // the caller and still has its time: not after the first token, not after a watchdog used the budget.
+      const retry = backoffMs !== undefined && err instanceof ProviderError && err.retryable && !isStall(err) && !progress.started && !request.signal.aborted;
       if (!retry) throw err;
     }
+    metrics.retried(adapter.name, 'llm');
     await backoff(backoffMs ?? 0, request.signal);
-    yield* attempt(request, delivered);
+    yield* attempt(request, progress);
   }
 
   return { name: adapter.name, stream };
-}
-
-/** A watchdog failure: retryable, but it already used the turn's time budget, so the base does not retry it. */
-class StallError extends ProviderError {
-  constructor(provider: string, message: string) {
-    super(provider, 'llm', message, { retryable: true });
-  }
 }

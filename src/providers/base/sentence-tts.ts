@@ -26,7 +26,7 @@ export class SentenceTtsSession extends TtsSessionBase<SentenceTurn> {
     options: TtsSessionOptions,
     private readonly stallTimeoutMs: number,
   ) {
-    super(options.signal);
+    super(options);
     this.name = synth.name;
     this.sampleRate = synth.sampleRate;
   }

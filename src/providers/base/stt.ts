@@ -1,17 +1,26 @@
 // The STT base: what every streaming STT shares, so a provider file only speaks its protocol. It owns the
 // once-only fatal report (never after the call's signal aborted), the idempotent close (also on the signal),
 // transcript delivery that a throwing consumer cannot turn into a crash, dropped-audio accounting, the bounded
-// backlog kept while a stream reconnects, and the reconnect-once policy, which acts on `retryable`.
+// backlog kept while a stream reconnects, the reconnect-once policy, which acts on `retryable`, and the count of
+// every failure (provider_errors_total, once each, through the metrics port; meteredStt counts a refused open).
 
-import type { ProviderError } from '../../errors.js';
+import { ProviderError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { SttOptions, SttStream, SttTranscript } from '../types.js';
+import type { SttOptions, SttProvider, SttStream, SttTranscript } from '../types.js';
+import { NO_PROVIDER_METRICS, type ProviderMetrics } from './metrics.js';
 
 export const STT_SAMPLE_RATE = 16_000;
 export const STT_BYTES_PER_SECOND = STT_SAMPLE_RATE * 2;
 
+export interface SttPolicy {
+  /** A stream up this long after its reconnect earns the reconnect back (ms). Default: never. */
+  stableAfterMs?: number;
+}
+
 export abstract class SttStreamBase implements SttStream {
   protected readonly log: Logger;
+  private readonly metrics: ProviderMetrics;
+  private readonly budget: ReconnectBudget;
   private fatalReported = false;
   private closing: Promise<void> | null = null;
   private dropped = 0;
@@ -20,8 +29,11 @@ export abstract class SttStreamBase implements SttStream {
   constructor(
     protected readonly provider: string,
     protected readonly o: SttOptions,
+    policy: SttPolicy = {},
   ) {
     this.log = o.log.child({ stt: provider });
+    this.metrics = o.metrics ?? NO_PROVIDER_METRICS;
+    this.budget = new ReconnectBudget(policy.stableAfterMs ?? Number.POSITIVE_INFINITY);
   }
 
   abstract write(pcm: Int16Array): void;
@@ -62,18 +74,31 @@ export abstract class SttStreamBase implements SttStream {
     }
   }
 
-  /** A recoverable provider error: reported, the stream goes on. */
+  /** A recoverable provider error: counted and reported, the stream goes on. */
   protected recoverable(err: ProviderError): void {
+    this.metrics.failed(this.provider, 'stt');
     this.o.onError?.(err);
   }
 
-  /** The stream is dead for good: reported once, and never for a call that is ending anyway. */
+  /** The stream is dead for good: counted and reported once, and never for a call that is ending anyway. */
   protected fatal(err: ProviderError): void {
     this.stopListening();
     if (this.fatalReported || this.o.signal.aborted) return;
     this.fatalReported = true;
+    this.metrics.failed(this.provider, 'stt');
     this.log.warn({ err: err.message }, `${this.provider} stream failed`);
     this.o.onFatal(err);
+  }
+
+  /**
+   * The live stream dropped with `err`: true when the provider should reconnect (once, see ReconnectBudget); the
+   * drop is then counted as a failure the base recovered from. False: the caller reports `err` through fatal().
+   */
+  protected mayReconnect(err: ProviderError, openedAt: number): boolean {
+    if (this.o.signal.aborted || !this.budget.take(err, openedAt)) return false;
+    this.metrics.failed(this.provider, 'stt');
+    this.metrics.retried(this.provider, 'stt');
+    return true;
   }
 
   protected countDropped(): void {
@@ -133,4 +158,22 @@ export class AudioBacklog {
     this.bytes = 0;
     return out;
   }
+}
+
+/**
+ * The provider as the registry hands it out: every stream it opens counts through `metrics`, and a refused open
+ * (the stream never ran, so no base saw it) is counted here — unless the call ended meanwhile.
+ */
+export function meteredStt(provider: SttProvider, metrics: ProviderMetrics): SttProvider {
+  return {
+    name: provider.name,
+    async open(options: SttOptions): Promise<SttStream> {
+      try {
+        return await provider.open({ ...options, metrics });
+      } catch (err) {
+        if (!options.signal.aborted && err instanceof ProviderError) metrics.failed(provider.name, 'stt');
+        throw err;
+      }
+    },
+  };
 }

@@ -2,11 +2,13 @@
 // its turns and closes them with itself (idempotent close, also on the call's signal); a turn owns its ordered
 // event queue, its single consumer, whole-sample audio, the stall watchdog and cancellation: a barge-in (the
 // turn's signal) or a consumer that stops reading cancels the provider's work for that turn and drops what is
-// queued, so nothing of a cancelled turn is ever played.
+// queued, so nothing of a cancelled turn is ever played. A failed turn is counted once (provider_errors_total,
+// through the metrics port the session got from the registry); meteredTts counts a session that cannot open.
 
-import type { ProviderError } from '../../errors.js';
-import type { TtsEvent, TtsSession, TtsTurn, TtsTurnOptions, TtsWord } from '../types.js';
+import { ProviderError } from '../../errors.js';
+import type { TtsEvent, TtsProvider, TtsSession, TtsSessionOptions, TtsTurn, TtsTurnOptions, TtsWord } from '../types.js';
 import { providerFailure } from './failure.js';
+import { NO_PROVIDER_METRICS, type ProviderMetrics } from './metrics.js';
 
 export abstract class TtsTurnBase implements TtsTurn {
   finished = false;
@@ -25,6 +27,8 @@ export abstract class TtsTurnBase implements TtsTurn {
   private readonly onAbort = (): void => this.abort();
   /** Called once when the turn finishes, whatever the reason (the session forgets it). */
   onFinished: ((turn: TtsTurnBase) => void) | null = null;
+  /** Where a failure of this turn is counted: the session's port, set as the session starts the turn. */
+  metrics: ProviderMetrics = NO_PROVIDER_METRICS;
 
   constructor(
     protected readonly provider: string,
@@ -90,6 +94,7 @@ export abstract class TtsTurnBase implements TtsTurn {
     if (this.finished) return;
     this.finished = true;
     this.failure = error;
+    if (error !== null) this.metrics.failed(this.provider, 'tts');
     this.clearStallTimer();
     this.signal.removeEventListener('abort', this.onAbort);
     this.onFinished?.(this);
@@ -184,12 +189,18 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
   abstract readonly name: string;
   abstract readonly sampleRate: number;
   protected readonly turns = new Set<T>();
+  protected readonly sessionSignal: AbortSignal;
+  private readonly metrics: ProviderMetrics;
+  /** A connection failure no redial can fix: every later turn fails with it, without dialling. */
+  private refusedWith: ProviderError | null = null;
   private closing: Promise<void> | null = null;
   private readonly onSessionAbort = (): void => void this.close();
 
-  constructor(protected readonly sessionSignal: AbortSignal) {
-    if (sessionSignal.aborted) queueMicrotask(() => void this.close());
-    else sessionSignal.addEventListener('abort', this.onSessionAbort, { once: true });
+  constructor(options: Pick<TtsSessionOptions, 'signal' | 'metrics'>) {
+    this.sessionSignal = options.signal;
+    this.metrics = options.metrics ?? NO_PROVIDER_METRICS;
+    if (this.sessionSignal.aborted) queueMicrotask(() => void this.close());
+    else this.sessionSignal.addEventListener('abort', this.onSessionAbort, { once: true });
   }
 
   protected abstract createTurn(options: TtsTurnOptions): T;
@@ -198,17 +209,32 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
   /** A new turn is live (e.g. reconnect a socket lost while idle, so it is ready by the first say()). */
   protected turnStarted(_turn: T): void {}
 
+  /**
+   * A socket provider's (re)connection failed with `err`; the turns waiting on it fail with it. The base acts on
+   * `retryable` (failure.ts): a retryable failure (refused, reset, 5xx) lets the next turn dial again; one that is
+   * not (a rejected key, 4xx) ends the dialling — each later turn fails with it at once, so a call does not spend
+   * a connection attempt per turn on what cannot work (two failed turns end it with tts_error).
+   */
+  protected connectFailed(err: ProviderError): void {
+    if (!err.retryable) this.refusedWith ??= err;
+  }
+
   get isClosing(): boolean {
     return this.closing !== null;
   }
 
   startTurn(options: TtsTurnOptions): TtsTurn {
     const turn = this.createTurn(options);
+    turn.metrics = this.metrics;
     if (this.closing !== null) {
       turn.discard();
       return turn;
     }
     if (turn.finished) return turn;
+    if (this.refusedWith !== null) {
+      turn.finish(this.refusedWith);
+      return turn;
+    }
     this.turns.add(turn);
     turn.onFinished = (t) => this.turns.delete(t as T);
     this.turnStarted(turn);
@@ -224,4 +250,22 @@ export abstract class TtsSessionBase<T extends TtsTurnBase = TtsTurnBase> implem
     }
     return this.closing;
   }
+}
+
+/**
+ * The provider as the registry hands it out: its sessions count through `metrics`, and a session that cannot open
+ * (refused key, unreachable server, missing binary) is counted here — unless the call ended meanwhile.
+ */
+export function meteredTts(provider: TtsProvider, metrics: ProviderMetrics): TtsProvider {
+  return {
+    name: provider.name,
+    async open(options: TtsSessionOptions): Promise<TtsSession> {
+      try {
+        return await provider.open({ ...options, metrics });
+      } catch (err) {
+        if (!options.signal.aborted && err instanceof ProviderError) metrics.failed(provider.name, 'tts');
+        throw err;
+      }
+    },
+  };
 }

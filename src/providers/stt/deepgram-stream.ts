@@ -5,7 +5,7 @@
 import type { DeepgramClient } from '@deepgram/sdk';
 
 import { ProviderError } from '../../errors.js';
-import { AudioBacklog, ReconnectBudget, STT_BYTES_PER_SECOND, STT_SAMPLE_RATE, SttStreamBase } from '../base/stt.js';
+import { AudioBacklog, STT_BYTES_PER_SECOND, STT_SAMPLE_RATE, SttStreamBase } from '../base/stt.js';
 import { providerFailure } from '../base/failure.js';
 import type { SttOptions } from '../types.js';
 import { deepgramOpenError, readDeepgramMessage, terminateRaw } from './deepgram-protocol.js';
@@ -52,7 +52,6 @@ interface Attached {
 export class DeepgramStream extends SttStreamBase {
   private state: 'connecting' | 'open' | 'reconnecting' | 'closed' = 'connecting';
   private current: Attached | null = null;
-  private readonly budget: ReconnectBudget;
   private closeWaiter: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** Audio written while reconnecting. */
@@ -69,8 +68,7 @@ export class DeepgramStream extends SttStreamBase {
     private readonly redact: (text: string) => string,
     o: SttOptions,
   ) {
-    super('deepgram', o);
-    this.budget = new ReconnectBudget(cfg.stableAfterMs);
+    super('deepgram', o, { stableAfterMs: cfg.stableAfterMs });
     this.backlog = new AudioBacklog(cfg.reconnectBufferMs, () => this.countDropped());
   }
 
@@ -207,7 +205,7 @@ export class DeepgramStream extends SttStreamBase {
     this.detach(a);
     this.current = null;
     const dropped = providerFailure('deepgram', 'stt', 'network', `Deepgram stream at ${this.host} dropped again: ${this.redact(why)}`);
-    if (!this.budget.take(dropped, a.openedAt)) {
+    if (!this.mayReconnect(dropped, a.openedAt)) {
       this.fatal(dropped);
       return;
     }

@@ -105,7 +105,7 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
     private readonly settings: CartesiaTtsSettings,
     private readonly options: TtsSessionOptions,
   ) {
-    super(options.signal);
+    super(options);
     const baseURL = settings.baseUrl === '' ? DEFAULT_BASE_URL : settings.baseUrl;
     // The base URL is passed explicitly so the SDK never falls back to reading CARTESIA_BASE_URL itself.
     this.client = new (loadSdk().Cartesia)({ apiKey: settings.apiKey, baseURL });
@@ -248,6 +248,7 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
       },
       (err: unknown) => {
         const error = this.connectError(err);
+        this.connectFailed(error);
         void this.dropLink(link, error);
         throw error;
       },
@@ -324,7 +325,6 @@ class CartesiaSession extends TtsSessionBase<CartesiaTurn> {
       ? providerFailure(PROVIDER, 'tts', 'network', where, { cause: err })
       : providerFailure(PROVIDER, 'tts', 'http', where, { cause: err, status: Number(status) });
   }
-
 }
 
 class CartesiaTurn extends TtsTurnBase {

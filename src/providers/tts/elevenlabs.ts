@@ -134,7 +134,7 @@ class ElevenLabsSession extends TtsSessionBase<ElevenLabsTurn> {
     private readonly url: URL,
     private readonly options: TtsSessionOptions,
   ) {
-    super(options.signal);
+    super(options);
     this.host = hostOf(url.href);
     this.redact = redactorFor(settings.apiKey);
   }
@@ -202,7 +202,10 @@ class ElevenLabsSession extends TtsSessionBase<ElevenLabsTurn> {
       });
       ws.on('error', (err) => {
         lastError = err.message;
-        if (!opened) reject(this.connectError(err));
+        if (opened) return;
+        const error = this.connectError(err);
+        this.connectFailed(error);
+        reject(error);
       });
     });
     // Turns await `ready` themselves; this keeps an unobserved failure from being an unhandled rejection.

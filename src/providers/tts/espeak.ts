@@ -46,7 +46,7 @@ export function createEspeakTts(settings: EspeakTtsSettings = {}): TtsProvider {
       }
       // A quiet run with no text checks both the binary and the voice before the call relies on them (≈10 ms).
       await probe(binary, voice);
-      return new EspeakSession(binary, voice, options.signal);
+      return new EspeakSession(binary, voice, options);
     },
   };
 }
@@ -96,9 +96,9 @@ class EspeakSession extends TtsSessionBase<EspeakTurn> {
   constructor(
     private readonly binary: string,
     private readonly voice: string,
-    signal: AbortSignal,
+    options: TtsSessionOptions,
   ) {
-    super(signal);
+    super(options);
   }
 
   protected createTurn(options: TtsTurnOptions): EspeakTurn {

@@ -31,10 +31,11 @@ export function silenceFrame(kind: number): Buffer {
   return frame;
 }
 
-class AudiosocketFrameWriter implements FrameWriter {
+/** Puts the Audiosocket header on each paced frame; also used by `pipecat-control call dial` on its client. */
+export class AudiosocketFrameWriter implements FrameWriter {
   readonly headerBytes = HEADER_BYTES;
 
-  constructor(private readonly conn: AudiosocketConnection) {}
+  constructor(private readonly conn: Pick<AudiosocketConnection, 'writeFrame'>) {}
 
   write(frame: Buffer, rate: number, bot: boolean): void {
     if (bot) {
