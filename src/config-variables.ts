@@ -32,7 +32,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['CARTESIA_API_KEY', '', 'Cartesia key'],
   ['CARTESIA_BASE_URL', '', 'Cartesia base URL'],
   ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
-  ['ELEVENLABS_API_KEY', '', 'ElevenLabs key (tts_type elevenlabs)'],
+  ['ELEVENLABS_API_KEY', '', 'ElevenLabs key (tts_type and stt_type elevenlabs)'],
   ['ELEVENLABS_BASE_URL', '', 'ElevenLabs base URL (http(s)://…; the TTS WebSocket is derived from it)'],
   ['ANTHROPIC_API_KEY', '', 'Anthropic key when ai-manager gives none (llm_type anthropic.<model>)'],
   ['ANTHROPIC_BASE_URL', '', 'Anthropic base URL'],

@@ -11,7 +11,9 @@ import { createAnthropicLlm } from './llm/anthropic.js';
 import { createEchoLlm } from './llm/echo.js';
 import { createGeminiLlm } from './llm/gemini.js';
 import { createOpenAiLlm } from './llm/openai.js';
+import { createCartesiaStt } from './stt/cartesia.js';
 import { createDeepgramStt } from './stt/deepgram.js';
+import { createElevenLabsStt } from './stt/elevenlabs.js';
 import { createSphinxStt } from './stt/sphinx.js';
 import { createCartesiaTts, type CartesiaTtsSettings } from './tts/cartesia.js';
 import { createDeepgramTts } from './tts/deepgram-tts.js';
@@ -47,6 +49,8 @@ const needsKey = (key: (k: Keys) => string, env: string) => (s: ProviderSettings
 const STT: Record<string, Entry<SttProvider>> = {
   deepgram: { create: (s) => createDeepgramStt({ apiKey: s.keys.deepgram, baseUrl: s.deepgramBaseUrl }), missing: needsKey((k) => k.deepgram, 'DEEPGRAM_API_KEY') },
   sphinx: { create: (s) => createSphinxStt({ jsgfPath: s.sphinxJsgf }) },
+  cartesia: { create: (s) => createCartesiaStt({ apiKey: s.keys.cartesia, baseUrl: s.cartesiaBaseUrl }), missing: needsKey((k) => k.cartesia, 'CARTESIA_API_KEY') },
+  elevenlabs: { create: (s) => createElevenLabsStt({ apiKey: s.keys.elevenlabs, baseUrl: s.elevenlabsBaseUrl }), missing: needsKey((k) => k.elevenlabs, 'ELEVENLABS_API_KEY') },
 };
 
 const TTS: Record<string, Entry<TtsProvider>> = {
