@@ -99,6 +99,12 @@ export const LLM_VENDORS: Readonly<Record<string, LlmVendor>> = {
   gemini: { api: 'gemini', baseUrl: '', keyEnv: 'GEMINI_API_KEY', key: (k) => k.gemini },
 };
 
+/**
+ * Every call's LLM retries once, after this pause, a failure that failure.ts calls retryable (HTTP 408/429/5xx, a
+ * refused or reset connection) when nothing reached the caller yet; never a stall, never after the first token.
+ */
+export const LLM_RETRY_BACKOFF_MS = 250;
+
 export const STT_TYPES: readonly string[] = Object.keys(STT);
 export const TTS_TYPES: readonly string[] = Object.keys(TTS);
 /** Offline LLMs that need no network and no key. */
@@ -169,7 +175,7 @@ export class ProviderRegistry {
       throw new ProviderError(vendor, 'llm', `no API key for ${vendor}: set ${table.keyEnv} or give the AI an engine_key`);
     }
     const baseUrl = this.overrides.llmBaseUrl?.(vendor) ?? this.configuredBaseUrl(vendor) ?? table.baseUrl;
-    const policy = this.overrides.llmPolicy ?? {};
+    const policy: LlmPolicy = { retryBackoffMs: LLM_RETRY_BACKOFF_MS, ...this.overrides.llmPolicy };
     if (table.api === 'anthropic') return createAnthropicLlm({ model, apiKey, baseUrl, ...policy });
     if (table.api === 'gemini') return createGeminiLlm({ model, apiKey, baseUrl, ...policy });
     return createOpenAiLlm({ vendor, model, apiKey: apiKey === '' ? 'none' : apiKey, baseUrl, ...policy });

@@ -377,11 +377,13 @@ describe('provider failures', () => {
   it('two failed LLM runs end the call with llm_error', async () => {
     const aicallId = randomUUID();
     aicalls.set(aicallId, { referenceType: 'conversation', answerTools: true });
-    openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } });
+    // Each run is one request and its one retry (the registry's LLM policy).
+    openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } }, { error: { status: 500 } }, { error: { status: 500 } });
+    const before = openai.requests.length;
     const id = randomUUID();
     await create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' });
     await waitUntil('the pipeline', () => t.app.calls.session(id)?.pipelineRunning === true);
-    await waitUntil('the first failure', () => openai.requests.at(-1)?.outcome !== undefined);
+    await waitUntil('the first failure', () => openai.requests.length === before + 2 && openai.requests.at(-1)?.outcome !== undefined);
     await rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hello?', run_immediately: true } });
     await waitUntil('llm_error termination', () => callEvents(id).includes('pipecatcall_terminated'));
     const text = await t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
