@@ -33,7 +33,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['CARTESIA_BASE_URL', '', 'Cartesia base URL'],
   ['SPHINX_JSGF', '', 'Optional JSGF grammar file for the sphinx STT'],
   ['ELEVENLABS_API_KEY', '', 'ElevenLabs key (tts_type and stt_type elevenlabs)'],
-  ['ELEVENLABS_BASE_URL', '', 'ElevenLabs base URL (http(s)://…; the TTS WebSocket is derived from it)'],
+  ['ELEVENLABS_BASE_URL', '', 'ElevenLabs base URL (http(s)://…; the TTS and STT WebSockets are derived from it)'],
   ['ANTHROPIC_API_KEY', '', 'Anthropic key when ai-manager gives none (llm_type anthropic.<model>)'],
   ['ANTHROPIC_BASE_URL', '', 'Anthropic base URL'],
   ['GEMINI_API_KEY', '', 'Google Gemini API key when ai-manager gives none (llm_type gemini.<model>)'],
