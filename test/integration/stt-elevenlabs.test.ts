@@ -36,13 +36,21 @@ describe('ElevenLabs STT (official SDK) against the fake ElevenLabs realtime STT
     await open({}, 'pt-BR');
     const c = server.last;
     expect(c.path).toBe('/v1/speech-to-text/realtime');
-    expect(c.query).toEqual({ model_id: 'scribe_v2_realtime', commit_strategy: 'vad', audio_format: 'pcm_16000', language_code: 'pt' });
+    expect(c.query).toEqual({ model_id: 'scribe_v2_realtime', commit_strategy: 'vad', audio_format: 'pcm_16000', vad_silence_threshold_secs: '0.5', language_code: 'pt' });
     expect(c.headers['xi-api-key']).toBe(KEY);
   });
 
-  it('omits the language when the call has none, passes a model override, and takes a ws:// base', async () => {
-    await open({ model: 'scribe_v1_test', baseUrl: server.url.replace('http://', 'ws://') }, '');
-    expect(server.last.query).toEqual({ model_id: 'scribe_v1_test', commit_strategy: 'vad', audio_format: 'pcm_16000' });
+  it('omits the language when the call has none, passes model and silence overrides, and takes a ws:// base', async () => {
+    await open({ model: 'scribe_v1_test', vadSilenceSecs: 1.2, baseUrl: server.url.replace('http://', 'ws://') }, '');
+    expect(server.last.query).toEqual({ model_id: 'scribe_v1_test', commit_strategy: 'vad', audio_format: 'pcm_16000', vad_silence_threshold_secs: '1.2' });
+  });
+
+  it('a silence threshold the SDK refuses fails open() before dialling', async () => {
+    const err = await open({ vadSilenceSecs: 5 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProviderError);
+    expect((err as Error).message).toBe(`cannot open ElevenLabs realtime transcription at 127.0.0.1:${server.port}: vadSilenceThresholdSecs must be between 0.3 and 3.0`);
+    expect((err as ProviderError).retryable).toBe(false);
+    expect(server.connections).toHaveLength(0);
   });
 
   it('streams the audio as base64 input_audio_chunk messages at 16 kHz, never committing itself', async () => {

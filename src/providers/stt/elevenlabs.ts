@@ -5,7 +5,8 @@
 //
 // Facts about the SDK and protocol this module is built around (SDK source and ElevenLabs' API reference):
 // - The URL is `<base>/v1/speech-to-text/realtime?model_id=…&commit_strategy=vad&audio_format=pcm_16000
-//   &language_code=xx` (https→wss, http→ws) with the key in the `xi-api-key` upgrade header.
+//   &vad_silence_threshold_secs=…&language_code=xx` (https→wss, http→ws) with the key in the `xi-api-key` header.
+//   The SDK refuses a silence threshold outside 0.3–3 s before dialling.
 // - Audio goes up as JSON text frames `{"message_type":"input_audio_chunk","audio_base_64","commit":false,
 //   "sample_rate":16000}`; with `commit_strategy=vad` the server commits a segment when the caller pauses.
 // - Replies: `session_started`, `partial_transcript {text}` (the whole uncommitted segment so far),
@@ -36,6 +37,11 @@ export interface ElevenLabsSttSettings {
   baseUrl: string;
   /** Default `scribe_v2_realtime`. */
   model?: string;
+  /**
+   * The pause after which ElevenLabs commits a segment (`vad_silence_threshold_secs`, 0.3–3). Default 0.5: the
+   * service's own default (1.5 s) would hold every final transcript, and so the end of every turn, that long.
+   */
+  vadSilenceSecs?: number;
   /** Default 5000. */
   connectTimeoutMs?: number;
   /** close(): wait this long for the server's close after ours. Default 1000. */
@@ -78,9 +84,10 @@ export function createElevenLabsStt(settings: ElevenLabsSttSettings): SttProvide
       const host = hostOf(baseUrl);
       const language = languageCode(options.language);
       const model = settings.model ?? 'scribe_v2_realtime';
+      const vadSilenceSecs = settings.vadSilenceSecs ?? 0.5;
       const failure = (raw: string): ProviderError => socketFailure(PROVIDER, WHAT, host, 'ELEVENLABS_API_KEY', raw, redact);
       const stream = new LiveSttStream(
-        { provider: PROVIDER, host, what: WHAT, dial: (h) => dial({ apiKey: settings.apiKey, baseUrl, model, language }, h, failure, redact) },
+        { provider: PROVIDER, host, what: WHAT, dial: (h) => dial({ apiKey: settings.apiKey, baseUrl, model, language, vadSilenceSecs }, h, failure, redact) },
         cfg,
         options,
       );
@@ -95,6 +102,7 @@ interface DialParams {
   baseUrl: string;
   model: string;
   language: string;
+  vadSilenceSecs: number;
 }
 
 async function dial(p: DialParams, h: LiveHandlers, failure: (raw: string) => ProviderError, redact: (t: string) => string): Promise<LiveSocket> {
@@ -105,6 +113,7 @@ async function dial(p: DialParams, h: LiveHandlers, failure: (raw: string) => Pr
     audioFormat: sdk.AudioFormat.PCM_16000,
     sampleRate: 16_000,
     commitStrategy: sdk.CommitStrategy.VAD,
+    vadSilenceThresholdSecs: p.vadSilenceSecs,
     ...(p.language === '' ? {} : { languageCode: p.language }),
   });
   const raw = (connection as unknown as { websocket: WebSocket }).websocket;

@@ -161,7 +161,8 @@ export class LiveSttStream extends SttStreamBase {
           a.socket = socket;
           if (settled && this.current !== a) socket.destroy(); // timed out or closed while the SDK prepared the socket
         },
-        (err: unknown) => settle(err instanceof Error ? err : new Error(String(err))),
+        // The SDK refused before dialling (its own checks of the options): a configuration error, not retried.
+        (err: unknown) => settle(err instanceof ProviderError ? err : providerFailure(this.provider, 'stt', 'refused', `cannot open ${this.dialer.what} at ${this.dialer.host}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })),
       );
     });
   }
