@@ -377,8 +377,7 @@ describe('provider failures', () => {
   it('two failed LLM runs end the call with llm_error', async () => {
     const aicallId = randomUUID();
     aicalls.set(aicallId, { referenceType: 'conversation', answerTools: true });
-    // Each run is one request and its one retry (the registry's LLM policy).
-    openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } }, { error: { status: 500 } }, { error: { status: 500 } });
+    openai.enqueue(...Array.from({ length: 4 }, () => ({ error: { status: 500 } }))); // 2 runs × (request + its 1 retry)
     const before = openai.requests.length;
     const id = randomUUID();
     await create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' });
