@@ -15,7 +15,9 @@ import { createAnthropicLlm } from './llm/anthropic.js';
 import { createEchoLlm } from './llm/echo.js';
 import { createGeminiLlm } from './llm/gemini.js';
 import { createOpenAiLlm } from './llm/openai.js';
+import { createCartesiaStt } from './stt/cartesia.js';
 import { createDeepgramStt } from './stt/deepgram.js';
+import { createElevenLabsStt } from './stt/elevenlabs.js';
 import { createSphinxStt } from './stt/sphinx.js';
 import { createCartesiaTts, type CartesiaTtsSettings } from './tts/cartesia.js';
 import { createDeepgramTts } from './tts/deepgram-tts.js';
@@ -51,6 +53,8 @@ const needsKey = (key: (k: Keys) => string, env: string) => (s: ProviderSettings
 const STT: Record<string, Entry<SttProvider>> = {
   deepgram: { create: (s) => createDeepgramStt({ apiKey: s.keys.deepgram, baseUrl: s.deepgramBaseUrl }), missing: needsKey((k) => k.deepgram, 'DEEPGRAM_API_KEY') },
   sphinx: { create: (s) => createSphinxStt({ jsgfPath: s.sphinxJsgf }) },
+  cartesia: { create: (s) => createCartesiaStt({ apiKey: s.keys.cartesia, baseUrl: s.cartesiaBaseUrl }), missing: needsKey((k) => k.cartesia, 'CARTESIA_API_KEY') },
+  elevenlabs: { create: (s) => createElevenLabsStt({ apiKey: s.keys.elevenlabs, baseUrl: s.elevenlabsBaseUrl }), missing: needsKey((k) => k.elevenlabs, 'ELEVENLABS_API_KEY') },
 };
 
 const TTS: Record<string, Entry<TtsProvider>> = {
@@ -98,6 +102,12 @@ export const LLM_VENDORS: Readonly<Record<string, LlmVendor>> = {
   anthropic: { api: 'anthropic', baseUrl: '', keyEnv: 'ANTHROPIC_API_KEY', key: (k) => k.anthropic },
   gemini: { api: 'gemini', baseUrl: '', keyEnv: 'GEMINI_API_KEY', key: (k) => k.gemini },
 };
+
+/**
+ * Every call's LLM retries once, after this pause, a failure that failure.ts calls retryable (HTTP 408/429/5xx, a
+ * refused or reset connection) when nothing reached the caller yet; never a stall, never after the first token.
+ */
+export const LLM_RETRY_BACKOFF_MS = 250;
 
 export const STT_TYPES: readonly string[] = Object.keys(STT);
 export const TTS_TYPES: readonly string[] = Object.keys(TTS);
@@ -173,7 +183,7 @@ export class ProviderRegistry {
       throw new ProviderError(vendor, 'llm', `no API key for ${vendor}: set ${table.keyEnv} or give the AI an engine_key`);
     }
     const baseUrl = this.overrides.llmBaseUrl?.(vendor) ?? this.configuredBaseUrl(vendor) ?? table.baseUrl;
-    const policy = { ...this.overrides.llmPolicy, metrics: this.metrics };
+    const policy: LlmPolicy = { retryBackoffMs: LLM_RETRY_BACKOFF_MS, ...this.overrides.llmPolicy, metrics: this.metrics };
     if (table.api === 'anthropic') return createAnthropicLlm({ model, apiKey, baseUrl, ...policy });
     if (table.api === 'gemini') return createGeminiLlm({ model, apiKey, baseUrl, ...policy });
     return createOpenAiLlm({ vendor, model, apiKey: apiKey === '' ? 'none' : apiKey, baseUrl, ...policy });

@@ -22,17 +22,19 @@ describe('provider failures', () => {
   it('two failed LLM runs end the call with llm_error', async () => {
     const aicallId = randomUUID();
     c.aicalls.set(aicallId, { referenceType: 'conversation', answerTools: true });
-    c.openai.enqueue({ error: { status: 500 } }, { error: { status: 500 } });
+    c.openai.enqueue(...Array.from({ length: 4 }, () => ({ error: { status: 500 } }))); // 2 runs × (request + its 1 retry)
+    const before = c.openai.requests.length;
     const id = randomUUID();
     await c.create({ id, reference_type: 'ai_call', reference_id: aicallId, llm_type: 'openai.gpt-4o-mini' });
     await waitUntil('the pipeline', () => c.t.app.calls.session(id)?.pipelineRunning === true);
-    await waitUntil('the first failure', () => c.openai.requests.at(-1)?.outcome !== undefined);
+    await waitUntil('the first failure', () => c.openai.requests.length === before + 2 && c.openai.requests.at(-1)?.outcome !== undefined);
     await c.rpc.request(HOST, { uri: '/v1/messages', method: 'POST', data: { pipecatcall_id: id, message_text: 'hello?', run_immediately: true } });
     await waitUntil('llm_error termination', () => c.callEvents(id).includes('pipecatcall_terminated'));
     const text = await c.t.metrics.registry.getSingleMetricAsString('pipecat_manager_calls_terminated_total');
     expect(text).toMatch(/reason="llm_error"} 1/);
     const errors = await c.t.metrics.registry.getSingleMetricAsString('pipecat_manager_provider_errors_total');
-    expect(errors).toMatch(/provider="openai.gpt-4o-mini",stage="llm"} 2/);
+    // Each failed attempt once, the retried ones included (the base counts; provider_retries_total says which).
+    expect(errors).toMatch(/provider="openai.gpt-4o-mini",stage="llm"} 4/);
   }, 20_000);
 
   it('an STT that refuses the connection ends the call with stt_error and hands it back to the dialplan', async () => {

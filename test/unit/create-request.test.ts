@@ -18,7 +18,7 @@ describe('parseCreateRequest', () => {
   });
 
   it.each([
-    [{ reference_type: 'call', stt_type: 'whisper' }, /stt_type whisper is not supported/],
+    [{ reference_type: 'call', stt_type: 'whisper' }, /stt_type whisper is not supported \(supported: deepgram, sphinx, cartesia, elevenlabs\)/],
     [{ reference_type: 'call', tts_type: 'playht' }, /tts_type playht is not supported \(supported: cartesia, elevenlabs, espeak/],
     [{ reference_type: 'call', llm_type: 'dialogflow.x' }, /llm_type dialogflow.x is not supported: unknown vendor dialogflow/],
     [{ reference_type: 'call', llm_type: 'nope' }, /must be <vendor>.<model>/],
@@ -45,6 +45,8 @@ describe('parseCreateRequest', () => {
     );
     expect(r.tts_type).toBe('elevenlabs');
     expect(r.llm_messages.map((m) => m.role)).toEqual(['function', '']);
+    // ai-manager's STT list is `cartesia deepgram elevenlabs`: all three are accepted.
+    for (const stt of ['cartesia', 'deepgram', 'elevenlabs']) expect(parseCreateRequest({ reference_type: 'call', stt_type: stt }, 'local.echo').stt_type).toBe(stt);
     for (const vendor of ['cerebras', 'fireworks', 'perplexity', 'together', 'sambanova', 'nvidia', 'qwen', 'deepseek', 'mistral']) {
       expect(parseLlmType(`${vendor}.some-model`).vendor).toBe(vendor);
     }
