@@ -4,6 +4,9 @@
 
 import type { Direction, Frame } from './frames.js';
 
+/** Frames one unlinked processor keeps (an end_call or an error, never a stream of audio). */
+const MAX_EARLY_FRAMES = 16;
+
 export abstract class FrameProcessor {
   /** Set by the Pipeline. */
   next: FrameProcessor | null = null;
@@ -14,10 +17,21 @@ export abstract class FrameProcessor {
   /** Handles one frame. Frames a processor does not consume must be pushed on in the same direction. */
   abstract process(frame: Frame, direction: Direction): void;
 
+  /** Frames pushed before a pipeline linked this processor (a provider that failed while the call was being built). */
+  private early: Array<[Frame, Direction]> | null = null;
+
   push(frame: Frame, direction: Direction = 'down'): void {
     const target = direction === 'down' ? this.next : this.prev;
     if (target !== null) target.process(frame, direction);
-    else this.exit?.(frame, direction);
+    else if (this.exit !== null) this.exit(frame, direction);
+    else if ((this.early ??= []).length < MAX_EARLY_FRAMES) this.early.push([frame, direction]);
+  }
+
+  /** Delivers, in order, what was pushed before the pipeline linked this processor. */
+  flushEarly(): void {
+    const early = this.early;
+    this.early = null;
+    for (const [frame, direction] of early ?? []) this.push(frame, direction);
   }
 
   /** Releases what the processor opened. Idempotent. */
@@ -40,6 +54,7 @@ export class Pipeline {
       p.next = processors[i + 1] ?? null;
       p.exit = exit;
     }
+    for (const p of processors) p.flushEarly();
   }
 
   /** Feeds a frame at the top, going down. */

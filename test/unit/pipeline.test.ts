@@ -7,7 +7,8 @@ import { BotState } from '../../src/pipeline/bot-state.js';
 import { ConversationContext } from '../../src/pipeline/context.js';
 import type { Frame } from '../../src/pipeline/frames.js';
 import { LlmProcessor, type ToolExecutor } from '../../src/pipeline/llm-processor.js';
-import { Pipeline } from '../../src/pipeline/processor.js';
+import { FrameProcessor, Pipeline } from '../../src/pipeline/processor.js';
+import { SttProcessor } from '../../src/pipeline/input-processors.js';
 import { SentenceProcessor } from '../../src/pipeline/sentence-processor.js';
 import { TtsProcessor } from '../../src/pipeline/tts-processor.js';
 import { UserTurnAggregator } from '../../src/pipeline/turns.js';
@@ -288,5 +289,26 @@ describe('closing mid-reply', () => {
     await t.pipeline.close();
     expect(t.observer.events.at(-1)).toEqual(['message_bot_llm', 'One two three']);
     expect(t.observer.events.filter(([type]) => type === 'message_bot_llm')).toHaveLength(1);
+  });
+});
+
+describe('Pipeline assembly', () => {
+  it('a provider failure reported while the call is being built still ends the call once it is linked', () => {
+    // The STT failed after it connected and before the rest of the pipeline was up (e.g. while the TTS opened).
+    const stt = new SttProcessor();
+    stt.failed();
+    class Passthrough extends FrameProcessor {
+      process(frame: Frame, direction: 'down' | 'up'): void {
+        this.push(frame, direction);
+      }
+    }
+    const exits: Frame[] = [];
+    const pipeline = new Pipeline([new Passthrough(), stt, new Passthrough()], (frame, direction) => {
+      if (direction === 'up') exits.push(frame);
+    });
+    expect(exits).toEqual([{ type: 'end_call', reason: 'stt_error' }]);
+    // Delivered once only.
+    pipeline.feed({ type: 'user_text', text: 'hi', runImmediately: false, audioResponse: false });
+    expect(exits).toHaveLength(1);
   });
 });
