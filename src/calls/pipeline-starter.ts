@@ -84,7 +84,10 @@ export class PipelineStarter {
     } catch (err) {
       if (signal.aborted) return null;
       const reason: TerminateReason = err instanceof ProviderError ? `${err.stage}_error` : 'error';
-      if (err instanceof ProviderError) this.deps.metrics.providerErrorsTotal.inc({ provider: err.provider, stage: err.stage });
+      if (err instanceof ProviderError) {
+        this.deps.metrics.providerErrorsTotal.inc({ provider: err.provider, stage: err.stage });
+        call.providerFailure = { stage: err.stage, provider: err.provider, message: messageOf(err), at: Date.now() };
+      }
       call.log.error({ err: messageOf(err), reason }, 'the pipeline could not start');
       this.deps.terminate(call.id, reason);
       return null;
