@@ -109,8 +109,12 @@ export class Call {
   readonly interruptions: Interruption[] = [];
   /** The turns of the pipeline, kept when it closes so the console can still show an ended call's timeline. */
   private finalTurns: TurnRecord[] = [];
-  /** The caller's latest audio (a reference, no copy): its level is computed only when asked. */
+  /**
+   * The caller's latest audio, copied (the pipeline may reuse or hand off the frame's memory): its level is
+   * computed only when the console asks. One small copy per frame; no allocation after the first.
+   */
   private lastInput: Buffer | null = null;
+  private lastInputBytes = 0;
   /** The caller's audio rate, fixed by its first audio; null before. */
   private rate: number | null = null;
   private pipeline: VoicePipeline | null = null;
@@ -154,10 +158,15 @@ export class Call {
     return this.pipeline?.turns() ?? this.finalTurns.map((r) => ({ ...r }));
   }
 
+  /** Changes whenever the turns do: the console refetches a timeline only then. */
+  turnsSignature(): string {
+    return this.pipeline?.turnsSignature() ?? `ended.${this.finalTurns.length}`;
+  }
+
   /** Caller and bot levels (RMS dBFS of the latest 20 ms each way; null when none), computed on demand. */
   levels(): { caller: number | null; bot: number | null } {
     const bot = this.media?.sink.currentBotFrame?.() ?? null;
-    return { caller: levelDbfs(this.lastInput), bot: bot === null ? null : levelDbfs(bot.pcm, bot.offset) };
+    return { caller: levelDbfs(this.lastInput?.subarray(0, this.lastInputBytes) ?? null), bot: bot === null ? null : levelDbfs(bot.pcm, bot.offset) };
   }
 
   recordInterruption(i: Interruption): void {
@@ -238,7 +247,8 @@ export class Call {
     } else if (rate !== this.rate) {
       return;
     }
-    this.lastInput = pcm;
+    if (this.lastInput === null || this.lastInput.length < pcm.length) this.lastInput = Buffer.alloc(Math.max(pcm.length, 640));
+    this.lastInputBytes = pcm.copy(this.lastInput);
     this.pipeline?.pushAudio(pcm);
   }
 

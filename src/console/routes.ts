@@ -52,6 +52,8 @@ const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
   '/mic-worklet.js': { file: 'mic-worklet.js', type: 'text/javascript; charset=utf-8' },
   '/charts.js': { file: 'charts.js', type: 'text/javascript; charset=utf-8' },
   '/panels.js': { file: 'panels.js', type: 'text/javascript; charset=utf-8' },
+  '/common.js': { file: 'common.js', type: 'text/javascript; charset=utf-8' },
+  '/softphone.js': { file: 'softphone.js', type: 'text/javascript; charset=utf-8' },
 };
 
 const PAST_PAGE = 20;

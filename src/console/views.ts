@@ -106,7 +106,7 @@ export function callSummary(call: Call): Record<string, unknown> {
     latency: { ...call.latency },
     provider_error: failureView(call.providerFailure),
     interruptions: interruptionsView(call.interruptions.slice(-20)),
-    turn_count: call.turns().length,
+    turns_signature: call.turnsSignature(),
   };
 }
 

@@ -80,6 +80,18 @@ export class TurnTracker {
     return this.list.map((r) => ({ ...r }));
   }
 
+  /**
+   * Changes whenever a turn is added or the latest one changes (its count of steps, barge-in, ending): the console
+   * refetches a call's timeline only then. O(1), no copy.
+   */
+  signature(): string {
+    const last = this.list[this.list.length - 1];
+    if (last === undefined) return '0';
+    let steps = 0;
+    for (const v of Object.values(last)) if (typeof v === 'number') steps++;
+    return `${last.index}.${steps}.${last.interruption ?? ''}.${last.ending ?? ''}.${last.preemptiveRuns}`;
+  }
+
   /** The user turn in progress, created on first use. */
   current(): TurnRecord {
     if (this.open !== null) return this.open;

@@ -107,6 +107,11 @@ export class VoicePipeline {
     return this.parts.tracker.records();
   }
 
+  /** Changes whenever the turns do (see TurnTracker.signature). */
+  turnsSignature(): string {
+    return this.parts.tracker.signature();
+  }
+
   /** Opens the providers and builds the chain. On failure (or a cancelled build) everything opened is closed. */
   static async create(o: VoicePipelineOptions): Promise<VoicePipeline> {
     const opened: Array<() => Promise<void> | void> = [];
