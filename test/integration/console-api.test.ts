@@ -107,7 +107,7 @@ describe('console API', () => {
       ws.sendJson({ label: 'rtvi-ai', type: 'send-text', id: 'm1', data: { content: 'hello?', options: { run_immediately: true, audio_response: true } } });
       await waitUntil('the call to end', () => app.calls.session(id) === undefined);
     } finally {
-      ws.close();
+      await ws.close();
     }
     const past = await api(`/api/past-calls?id=${id}`);
     expect(past.status).toBe(200);
