@@ -158,9 +158,11 @@ export class Call {
     return this.pipeline?.turns() ?? this.finalTurns.map((r) => ({ ...r }));
   }
 
-  /** Changes whenever the turns do: the console refetches a timeline only then. */
-  turnsSignature(): string {
-    return this.pipeline?.turnsSignature() ?? `ended.${this.finalTurns.length}`;
+  /** The latest turn (a copy), or null before the first: the console polls it instead of the whole list. */
+  latestTurn(): TurnRecord | null {
+    if (this.pipeline !== null) return this.pipeline.latestTurn();
+    const last = this.finalTurns[this.finalTurns.length - 1];
+    return last === undefined ? null : { ...last };
   }
 
   /** Caller and bot levels (RMS dBFS of the latest 20 ms each way; null when none), computed on demand. */

@@ -77,6 +77,11 @@ function interruptionsView(list: readonly Interruption[]): Array<Record<string, 
   return list.map((i) => ({ kind: i.kind, at: i.at, heard: i.heard }));
 }
 
+function lastTurn(call: Call): TurnTimeline | null {
+  const r = call.latestTurn();
+  return r === null ? null : turnTimeline(r);
+}
+
 /** What the console shows of a live call: its row, where it is in its life, its figures and its last error. */
 export function callSummary(call: Call): Record<string, unknown> {
   const r = call.row;
@@ -106,7 +111,8 @@ export function callSummary(call: Call): Record<string, unknown> {
     latency: { ...call.latency },
     provider_error: failureView(call.providerFailure),
     interruptions: interruptionsView(call.interruptions.slice(-20)),
-    turns_signature: call.turnsSignature(),
+    // The latest turn only: the page keeps the earlier ones, and asks /turns for the whole list when it missed one.
+    last_turn: lastTurn(call),
   };
 }
 

@@ -80,16 +80,10 @@ export class TurnTracker {
     return this.list.map((r) => ({ ...r }));
   }
 
-  /**
-   * Changes whenever a turn is added or the latest one changes (its count of steps, barge-in, ending): the console
-   * refetches a call's timeline only then. O(1), no copy.
-   */
-  signature(): string {
+  /** The latest turn (a copy), or null before the first: O(1), for the console's poll. */
+  latest(): TurnRecord | null {
     const last = this.list[this.list.length - 1];
-    if (last === undefined) return '0';
-    let steps = 0;
-    for (const v of Object.values(last)) if (typeof v === 'number') steps++;
-    return `${last.index}.${steps}.${last.interruption ?? ''}.${last.ending ?? ''}.${last.preemptiveRuns}`;
+    return last === undefined ? null : { ...last };
   }
 
   /** The user turn in progress, created on first use. */

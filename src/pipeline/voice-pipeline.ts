@@ -107,9 +107,9 @@ export class VoicePipeline {
     return this.parts.tracker.records();
   }
 
-  /** Changes whenever the turns do (see TurnTracker.signature). */
-  turnsSignature(): string {
-    return this.parts.tracker.signature();
+  /** The latest turn (a copy), or null before the first. */
+  latestTurn(): TurnRecord | null {
+    return this.parts.tracker.latest();
   }
 
   /** Opens the providers and builds the chain. On failure (or a cancelled build) everything opened is closed. */

@@ -48,7 +48,11 @@ function createCard(call) {
     ws: null,
     endedAt: 0,
     timeline,
-    turnsSignature: null,
+    /** The call's turn timelines by index, and the JSON of the latest (to redraw only on a change). */
+    turns: new Map(),
+    lastTurnJson: '',
+    turnsLoaded: false,
+    turnsLoading: false,
     interruptionsSeen: 0,
   };
   cards.set(call.id, card);
@@ -80,18 +84,43 @@ function updateCard(card, call) {
   error.textContent = providerError(call.provider_error);
   error.classList.toggle('shown', Boolean(call.provider_error));
   markInterruptions(card, call.interruptions, serverOffset);
-  if (call.turns_signature !== card.turnsSignature) {
-    card.turnsSignature = call.turns_signature;
+  updateTurns(call, card);
+}
+
+/**
+ * The poll carries each call's latest turn; the card keeps the earlier ones. The whole list is fetched once, and
+ * again only when a turn was missed between two polls (so one console costs the daemon one request a second).
+ */
+function updateTurns(call, card) {
+  const last = call.last_turn;
+  if (!last || card.turnsLoading) return;
+  const known = Math.max(0, ...card.turns.keys());
+  if (!card.turnsLoaded || last.index > known + 1) {
+    card.turnsLoaded = true;
     void loadTurns(call.id, card);
+    return;
   }
+  const json = JSON.stringify(last);
+  if (json === card.lastTurnJson) return;
+  card.lastTurnJson = json;
+  card.turns.set(last.index, last);
+  if (card.turns.size > 20) card.turns.delete(card.turns.keys().next().value);
+  drawTimeline(card.timeline, [...card.turns.values()]);
 }
 
 async function loadTurns(id, card) {
+  card.turnsLoading = true;
   try {
     const body = await fetchJson(`/api/calls/${id}/turns`);
-    drawTimeline(card.timeline, body.turns);
+    for (const t of body.turns) card.turns.set(t.index, t);
+    // Only the turns drawn are kept: the card shows the latest few.
+    for (const index of [...card.turns.keys()].sort((a, b) => a - b).slice(0, -20)) card.turns.delete(index);
+    drawTimeline(card.timeline, [...card.turns.values()].sort((a, b) => a.index - b.index));
   } catch (err) {
+    card.turnsLoaded = false;
     console.warn('turns', err);
+  } finally {
+    card.turnsLoading = false;
   }
 }
 
