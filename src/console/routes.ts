@@ -1,6 +1,6 @@
 // The operator console on the HTTP server: its static page (src/console/public, no build step) at `/`, and a small
 // JSON API over the CallManager, behind the token like the rest of the HTTP API: GET /api/calls (live calls),
-// GET /api/calls/<id>/turns (a live or recently ended call's turn timeline), GET /api/levels (caller and bot
+// GET /api/calls/<id>/turns[?after=<index>] (a live or recently ended call's turn timeline), GET /api/levels (caller and bot
 // levels of every live call), GET /api/headroom (the instance's recent samples), GET /api/past-calls (ended
 // calls from the store, paged and filtered), POST /api/calls (a softphone call), POST /api/calls/<id>/stop.
 
@@ -220,8 +220,10 @@ export class ConsoleRoutes {
     if (turns !== null) {
       const id = parseUuid(turns[1] ?? '');
       if (id === null) throw new BadRequestError('the call id must be a UUID');
+      const after = Number(url.searchParams.get('after') ?? 0);
+      if (!Number.isInteger(after) || after < 0) throw new BadRequestError('after must be a turn index (a whole number ≥ 0)');
       const live = calls.session(id);
-      const records = live?.turns() ?? this.ended.get(id)?.turns;
+      const records = (live?.turns() ?? this.ended.get(id)?.turns)?.filter((r) => r.index > after);
       if (records === undefined) {
         sendJson(res, 404, { error: `pipecatcall ${id} is neither live here nor among the calls this process ended recently` });
       } else {

@@ -196,10 +196,10 @@ describe('the operator console', () => {
     expect(await page.locator(`${pastRow} td.reason`).textContent()).toBe('stop');
     await page.click(pastRow);
     await waitFor(() => page.locator('#past-rows tr.past-timeline g.turn-row').count(), (n) => n >= 3, 'the past call timeline');
+    await page.screenshot({ path: 'test-output/console-ended.png', fullPage: true });
     await page.fill('#past-value', '00000000-0000-4000-8000-000000000001');
     await page.click('#past-search');
     await waitForText(page, '#past-status', (x) => x === 'no ended calls match', 'an empty filter result');
-    await page.screenshot({ path: 'test-output/console-ended.png', fullPage: true });
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 58_000);

@@ -119,11 +119,13 @@ describe('console API', () => {
     expect(JSON.stringify(past.json)).not.toContain(SECRET);
     expect(JSON.stringify(past.json)).not.toContain('hunter2');
     expect(typeof rows[0]?.duration_seconds).toBe('number');
-    // The turn timeline outlives the call (the user's text message was a turn).
+    // The turn timeline outlives the call (a text-only exchange has no voice turns: the list may be empty).
     const turns = await api(`/api/calls/${id}/turns`);
     expect(turns.status).toBe(200);
     expect(turns.json.live).toBe(false);
     expect(Array.isArray(turns.json.turns)).toBe(true);
+    expect((await api(`/api/calls/${id}/turns?after=0`)).json.turns).toEqual(turns.json.turns);
+    expect((await api(`/api/calls/${id}/turns?after=-1`)).status).toBe(400);
     // Unfiltered, newest first: this call heads the list.
     const all = await api('/api/past-calls?limit=1');
     expect((all.json.calls as Array<Record<string, unknown>>)[0]?.id).toBe(id);

@@ -88,16 +88,17 @@ function updateCard(card, call) {
 }
 
 /**
- * The poll carries each call's latest turn; the card keeps the earlier ones. The whole list is fetched once, and
- * again only when a turn was missed between two polls (so one console costs the daemon one request a second).
+ * The poll carries each call's latest turn; the card keeps the earlier ones. The list is fetched once, and the
+ * missed turns only when a turn went by between two polls: a console costs the daemon about one request a second.
  */
 function updateTurns(call, card) {
   const last = call.last_turn;
   if (!last || card.turnsLoading) return;
   const known = Math.max(0, ...card.turns.keys());
   if (!card.turnsLoaded || last.index > known + 1) {
+    // The first time, only the turns the card draws (the latest 20); after a gap, the ones missed.
+    void loadTurns(call.id, card, card.turnsLoaded ? known : Math.max(0, last.index - 20));
     card.turnsLoaded = true;
-    void loadTurns(call.id, card);
     return;
   }
   const json = JSON.stringify(last);
@@ -108,10 +109,11 @@ function updateTurns(call, card) {
   drawTimeline(card.timeline, [...card.turns.values()]);
 }
 
-async function loadTurns(id, card) {
+/** Fetches the call's turns after index `after` (all with 0) into the card, and redraws. */
+async function loadTurns(id, card, after) {
   card.turnsLoading = true;
   try {
-    const body = await fetchJson(`/api/calls/${id}/turns`);
+    const body = await fetchJson(`/api/calls/${id}/turns?after=${after}`);
     for (const t of body.turns) card.turns.set(t.index, t);
     // Only the turns drawn are kept: the card shows the latest few.
     for (const index of [...card.turns.keys()].sort((a, b) => a - b).slice(0, -20)) card.turns.delete(index);
@@ -150,7 +152,7 @@ function markInterruptions(card, list, offset) {
   for (const i of list.slice(seen)) {
     const at = i.at - offset;
     const text =
-      i.kind === 'confirmed' ? `✂ interrupted by the caller — heard: “${i.heard || '(nothing yet)'}”` : '⏸ paused for the caller (false barge-in), then resumed';
+      i.kind === 'confirmed' ? `✂ interrupted by the caller — heard: “${i.heard || '(nothing yet)'}”` : '‖ paused for the caller (a false barge-in), then resumed';
     const mark = document.createElement('span');
     mark.className = 'mark';
     mark.textContent = text;
@@ -180,6 +182,8 @@ function markEnded(id, card) {
   state.textContent = 'ended';
   state.className = 'state ended';
   card.el.querySelector('.stop').disabled = true;
+  card.el.querySelector('.speaking').textContent = '';
+  for (const m of card.el.querySelectorAll('.meter')) setMeter(m, null);
   card.ws?.close();
   pastCalls.refresh();
 }

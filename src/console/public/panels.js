@@ -93,6 +93,9 @@ export class HeadroomPanel {
 
 // --- Past calls ----------------------------------------------------------------------------------------------
 
+const NIL = '00000000-0000-0000-0000-000000000000';
+const uuidOrDash = (id) => (id === NIL ? '–' : id);
+
 function providerError(e) {
   return e ? `${e.stage}_error · ${e.provider}: ${e.message}` : '';
 }
@@ -156,8 +159,8 @@ export class PastCallsPanel {
       const cells = [
         c.tm_delete.slice(0, 19),
         c.id,
-        c.reference_type === '' ? '' : `${c.reference_type} ${c.reference_id}`,
-        c.customer_id,
+        c.reference_type === '' ? '' : `${c.reference_type} ${uuidOrDash(c.reference_id)}`,
+        uuidOrDash(c.customer_id),
         c.duration_seconds === null ? '–' : `${c.duration_seconds} s`,
         [c.stt_type, c.llm_type, c.tts_type].filter(Boolean).join(' / '),
         c.reason ?? '–',
