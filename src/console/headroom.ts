@@ -112,6 +112,11 @@ export class HeadroomSampler {
     return this.timer !== null;
   }
 
+  /** Samples held, without counting as a request (for tests and diagnostics). */
+  get size(): number {
+    return this.ring.length;
+  }
+
   private start(): void {
     if (this.timer !== null) return;
     this.loop = monitorEventLoopDelay({ resolution: 10 });

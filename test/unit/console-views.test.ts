@@ -7,13 +7,14 @@ import { Call, levelDbfs } from '../../src/calls/call.js';
 import { CallObserver } from '../../src/calls/call-observer.js';
 import { DEFAULT_VAD_CONFIG } from '../../src/calls/create-request.js';
 import { EndedCalls } from '../../src/console/ended-calls.js';
-import { quantileBetween } from '../../src/console/headroom.js';
+import { HeadroomSampler, quantileBetween } from '../../src/console/headroom.js';
 import { TIMELINE_STAGES, callSummary, pastCallView, turnTimeline } from '../../src/console/views.js';
 import { Metrics } from '../../src/metrics.js';
 import type { Pipecatcall } from '../../src/model/pipecatcall.js';
 import { NIL_UUID } from '../../src/model/uuid.js';
 import { TurnTracker, type TurnRecord } from '../../src/pipeline/turn-record.js';
 import { testLogger } from '../helpers/services.js';
+import { waitUntil } from '../helpers/wait.js';
 
 function row(id: string, over: Partial<Pipecatcall> = {}): Pipecatcall {
   return {
@@ -116,6 +117,35 @@ describe('levels and headroom figures', () => {
     expect(quantileBetween(before, after, 0.99)).toBeCloseTo(0.01, 5);
     expect(quantileBetween(before, before, 0.99)).toBe(0);
     expect(quantileBetween(null, { le, counts: [0, 0, 0, 5] }, 0.99)).toBe(0.01);
+  });
+});
+
+describe('HeadroomSampler', () => {
+  it('samples only after a request, and stops by itself when nobody asks any more', async () => {
+    let calls = 3;
+    const sampler = new HeadroomSampler(
+      {
+        liveCalls: () => calls,
+        admission: () => ({ admitted: 7, refused: 2 }),
+        clockLateness: () => Promise.resolve({ le: [0.005, Infinity], counts: [10, 10] }),
+      },
+      20,
+      300,
+    );
+    expect(sampler.running).toBe(false);
+    expect(sampler.samples()).toEqual([]); // the first request starts it
+    expect(sampler.running).toBe(true);
+    await waitUntil('two samples', () => sampler.size >= 2);
+    calls = 4;
+    const [first] = sampler.samples();
+    expect(first).toMatchObject({ calls: 3, admitted: 7, refused: 2, clock_late_p99_ms: 0 });
+    expect(first?.core_busy.length).toBeGreaterThan(0);
+    const newer = sampler.samples(first?.t ?? 0);
+    expect(newer.every((x) => x.t > (first?.t ?? 0))).toBe(true);
+    await waitUntil('the sampler to stop when idle', () => !sampler.running);
+    const held = sampler.size;
+    expect(held).toBeGreaterThan(0); // the ring is kept
+    sampler.stop();
   });
 });
 
