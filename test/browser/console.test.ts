@@ -183,6 +183,7 @@ describe('the operator console', () => {
     await page.click(`${card} button.stop`);
     await waitForText(page, '#softphone-status', (x) => x.startsWith('call ended'), 'the softphone to see the end');
     await waitForText(page, `${card} .state`, (x) => x === 'ended', 'the card to show the end');
+    await waitForText(page, `${card} .end-reason`, (x) => x === 'ended by stop', 'the card to say why it ended');
     expect(t.app.calls.session(id)).toBeUndefined();
 
     // Past calls: the ended call is listed (the list reloads when a call ends), the filter finds it alone, and its

@@ -35,7 +35,8 @@ function createCard(call) {
     <div class="provider-error"></div>
     <div class="transcript"></div>
     <details class="turns" open><summary>Turn timeline</summary></details>
-    <div class="row" style="margin-top:.4rem"><button class="danger stop">Stop</button><span class="muted age"></span></div>`;
+    <div class="row" style="margin-top:.4rem"><button class="danger stop">Stop</button><span class="muted age"></span>
+      <span class="end-reason"></span></div>`;
   el.querySelector('.id').textContent = call.id;
   const turns = el.querySelector('.turns');
   turns.append(timelineLegend());
@@ -186,6 +187,24 @@ function markEnded(id, card) {
   for (const m of card.el.querySelectorAll('.meter')) setMeter(m, null);
   card.ws?.close();
   pastCalls.refresh();
+  void showEnd(id, card);
+}
+
+/** Why the call ended, and its provider error (it may have failed between two polls), from the ended calls. */
+async function showEnd(id, card) {
+  try {
+    const { calls } = await fetchJson(`/api/past-calls?limit=1&id=${id}`);
+    const ended = calls[0];
+    if (!ended) return;
+    card.el.querySelector('.end-reason').textContent = ended.reason ? `ended by ${ended.reason}` : '';
+    if (ended.provider_error) {
+      const error = card.el.querySelector('.provider-error');
+      error.textContent = providerError(ended.provider_error);
+      error.classList.add('shown');
+    }
+  } catch (err) {
+    console.warn('end of call', err);
+  }
 }
 
 let serverOffset = 0;
