@@ -1,11 +1,14 @@
 // What the console keeps of the calls this process ended, for the past-calls view: the termination reason, the
 // provider error, the barge-ins and the turn timeline, which the pipecatcalls table does not hold (SPEC §6.2 fixes
-// its columns). Bounded: the MAX_ENDED most recently ended calls, the oldest forgotten first.
+// its columns). Bounded: the MAX_ENDED most recently ended calls (the oldest forgotten first), the latest
+// MAX_ENDED_TURNS turns of each.
 
 import type { Call, Interruption, ProviderFailure } from '../calls/call.js';
 import type { TurnRecord } from '../pipeline/turn-record.js';
 
 export const MAX_ENDED = 200;
+/** Turns kept per ended call (the latest): bounds the memory at 200 × 100 records however long the calls were. */
+export const MAX_ENDED_TURNS = 100;
 
 export interface EndedCall {
   id: string;
@@ -33,7 +36,7 @@ export class EndedCalls {
       providerFailure: call.providerFailure,
       interruptions: [...call.interruptions],
       latency: { ...call.latency },
-      turns: call.turns(),
+      turns: call.turns().slice(-MAX_ENDED_TURNS),
     });
     for (const id of this.calls.keys()) {
       if (this.calls.size <= this.max) break;
