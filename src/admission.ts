@@ -121,6 +121,8 @@ export class AdmissionController {
   private readonly admitted: Counter;
   private readonly refused: Counter<'reason'>;
   private readonly admittingGauge: Gauge;
+  /** New calls admitted and refused since startup (the counters' values, for the operator console). */
+  readonly totals = { admitted: 0, refused: 0 };
   /** The latest figures, for /readyz and logs. */
   latest: Record<string, number> = {};
 
@@ -172,10 +174,12 @@ export class AdmissionController {
     const reason = this.refusal;
     if (reason !== null) {
       this.refused.inc({ reason: reason.startsWith('max_calls') ? 'max_calls' : 'overload' });
+      this.totals.refused++;
       this.update();
       throw new OverloadedError(reason);
     }
     this.admitted.inc();
+    this.totals.admitted++;
     this.reserved++;
     // The call just admitted may be the one that reaches the cap: leave the shared queue now, not at the next sample.
     this.update();

@@ -14,6 +14,7 @@ import { SiblingClient } from './rpc/sibling-client.js';
 import type { Config, HostPort } from './config.js';
 import { DependencyError, messageOf } from './errors.js';
 import { NIL_UUID } from './model/uuid.js';
+import { clockLatenessBuckets } from './console/headroom.js';
 import { ConsoleRoutes } from './console/routes.js';
 import { HttpServer, assertHttpExposure, type ReadinessCheck } from './http/server.js';
 import { RequestPolicy } from './http/auth.js';
@@ -232,7 +233,14 @@ export class App {
       // SPEC §9: the call's WebSocket media or monitor; its pipeline starts when the media attaches.
       const websocket = new WebSocketEndpoint({ config, calls, clock, metrics, log, maxConnections: caps.websocket });
       http.onUpgrade((req, socket, head) => websocket.handleUpgrade(req, socket, head));
-      const consoleRoutes = new ConsoleRoutes({ config, calls, log });
+      const consoleRoutes = new ConsoleRoutes({
+        config,
+        calls,
+        log,
+        pastCalls: store,
+        headroom: { admission: () => admission.totals, clockLateness: () => clockLatenessBuckets(metrics) },
+      });
+      closers.push(() => consoleRoutes.close());
       // The same routing table as the broker's RPC server, for control without a broker (or a quick curl).
       const rpcOverHttp = new RpcOverHttp({ routes, authToken: config.httpAuthToken, metrics, log, maxBodyBytes: config.limits.rpcRequestBytes });
       http.onRequest(async (req, res) => (await rpcOverHttp.handle(req, res)) || consoleRoutes.handle(req, res));

@@ -132,6 +132,11 @@ export class PacedOutput implements ClockSink {
     }
   }
 
+  /** The bot frame sent at the latest tick (header room first, PCM from `offset`), or null: for level meters. */
+  currentBotFrame(): { pcm: Buffer; offset: number } | null {
+    return this.lastBotFrame === null ? null : { pcm: this.lastBotFrame, offset: this.writer.headerBytes };
+  }
+
   /** One clock slot: one frame (or, for writers without silence, nothing when the bot is quiet). */
   tick(): void {
     const queue = this.queue;

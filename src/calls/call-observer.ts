@@ -10,6 +10,9 @@ import type { Call } from './call.js';
 export type { CallListener } from './ports.js';
 
 export class CallObserver implements PipelineObserver {
+  /** A confirmed barge-in whose reply's spoken text (the next botLlm) is still to come. */
+  private cutAt: number | null = null;
+
   constructor(
     private readonly call: Call,
     private readonly publish: (type: string, call: Call, text: string) => void,
@@ -38,6 +41,7 @@ export class CallObserver implements PipelineObserver {
   }
 
   botLlmStarted(): void {
+    this.flushCut(null);
     this.notice('bot-llm-started');
   }
 
@@ -50,6 +54,10 @@ export class CallObserver implements PipelineObserver {
   }
 
   botLlm(text: string): void {
+    if (this.cutAt !== null) {
+      this.call.recordInterruption({ kind: 'confirmed', at: this.cutAt, heard: text });
+      this.cutAt = null;
+    }
     this.publish('message_bot_llm', this.call, text);
   }
 
@@ -68,6 +76,9 @@ export class CallObserver implements PipelineObserver {
 
   interrupted(kind: 'confirmed' | 'false' = 'confirmed'): void {
     this.metrics.interruptionsTotal.inc({ kind });
+    // A confirmed one is recorded with what was heard of the reply, which the next botLlm carries.
+    if (kind === 'false') this.call.recordInterruption({ kind, at: Date.now(), heard: '' });
+    else this.flushCut(Date.now());
     this.call.log.debug({ kind }, kind === 'false' ? 'false barge-in: bot resumed' : 'barge-in: bot interrupted');
   }
 
@@ -78,9 +89,17 @@ export class CallObserver implements PipelineObserver {
     if (discarded > 0) this.metrics.preemptiveGenerationsTotal.inc({ outcome: 'discarded' }, discarded);
   }
 
-  /** Logged and shown; provider_errors_total was counted by the provider's base, where the failure happened. */
+  /** A confirmed barge-in still waiting for its heard text is recorded without it (nothing of the reply played). */
+  private flushCut(next: number | null): void {
+    if (this.cutAt !== null) this.call.recordInterruption({ kind: 'confirmed', at: this.cutAt, heard: '' });
+    this.cutAt = next;
+  }
+
+  /** Logged, kept on the call and shown; provider_errors_total was counted by the provider's base. */
   providerError(stage: Stage, provider: string, err: unknown): void {
-    this.call.log.warn({ stage, provider, err: messageOf(err) }, 'provider error');
+    const message = messageOf(err);
+    this.call.providerFailure = { stage, provider, message, at: Date.now() };
+    this.call.log.warn({ stage, provider, err: message }, 'provider error');
     this.notice('error', { message: `${stage} provider ${provider} failed` });
   }
 

@@ -4,6 +4,7 @@
 
 import type { Logger } from '../log.js';
 import type { Pipecatcall } from '../model/pipecatcall.js';
+import type { TurnRecord } from '../pipeline/turn-record.js';
 import type { VoicePipeline } from '../pipeline/voice-pipeline.js';
 import type { VadConfig } from './create-request.js';
 import type { CallListener, CallMedia, CallTransport } from './ports.js';
@@ -42,6 +43,39 @@ export interface InjectedMessage {
 export type PipelineBuilder = (call: Call, signal: AbortSignal) => Promise<VoicePipeline | null>;
 
 const MAX_PENDING_MESSAGES = 100;
+/** Barge-ins kept per call for the console (the oldest go first). */
+export const MAX_INTERRUPTIONS = 100;
+
+/** The latest provider failure of a call, its message already redacted (errors.ts messageOf). */
+export interface ProviderFailure {
+  stage: 'stt' | 'llm' | 'tts';
+  provider: string;
+  message: string;
+  /** Epoch milliseconds. */
+  at: number;
+}
+
+/** A barge-in on the bot: `heard` is what of the interrupted reply had played (confirmed ones only). */
+export interface Interruption {
+  kind: 'confirmed' | 'false';
+  /** Epoch milliseconds. */
+  at: number;
+  heard: string;
+}
+
+/** Level of 16-bit PCM as RMS dBFS (-96 for digital silence), or null without audio. */
+export function levelDbfs(pcm: Buffer | null, offset = 0): number | null {
+  if (pcm === null) return null;
+  const n = (pcm.length - offset) >> 1;
+  if (n <= 0) return null;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const v = pcm.readInt16LE(offset + i * 2);
+    sum += v * v;
+  }
+  const rms = Math.sqrt(sum / n);
+  return rms < 1 ? -96 : Math.round(20 * Math.log10(rms / 32768) * 10) / 10;
+}
 
 export class Call {
   readonly id: string;
@@ -68,6 +102,18 @@ export class Call {
   /** The latest latency figures of the call, in seconds. */
   readonly latency: Record<string, number> = {};
   readonly createdAt = Date.now();
+  /** The latest provider error (shown by the console; bounded: one per call). */
+  providerFailure: ProviderFailure | null = null;
+  /** Barge-ins on the bot, oldest first (bounded). */
+  readonly interruptions: Interruption[] = [];
+  /** The turns of the pipeline, kept when it closes so the console can still show an ended call's timeline. */
+  private finalTurns: TurnRecord[] = [];
+  /**
+   * The caller's latest audio, copied (the pipeline may reuse or hand off the frame's memory): its level is
+   * computed only when the console asks. One small copy per frame; no allocation after the first.
+   */
+  private lastInput: Buffer | null = null;
+  private lastInputBytes = 0;
   /** The caller's audio rate, fixed by its first audio; null before. */
   private rate: number | null = null;
   private pipeline: VoicePipeline | null = null;
@@ -104,6 +150,29 @@ export class Call {
   /** The caller's audio rate, once its first audio arrived. */
   get inputRate(): number | null {
     return this.rate;
+  }
+
+  /** The call's turns so far (or, once its pipeline closed, its last ones). Copies. */
+  turns(): TurnRecord[] {
+    return this.pipeline?.turns() ?? this.finalTurns.map((r) => ({ ...r }));
+  }
+
+  /** The latest turn (a copy), or null before the first: the console polls it instead of the whole list. */
+  latestTurn(): TurnRecord | null {
+    if (this.pipeline !== null) return this.pipeline.latestTurn();
+    const last = this.finalTurns[this.finalTurns.length - 1];
+    return last === undefined ? null : { ...last };
+  }
+
+  /** Caller and bot levels (RMS dBFS of the latest 20 ms each way; null when none), computed on demand. */
+  levels(): { caller: number | null; bot: number | null } {
+    const bot = this.media?.sink.currentBotFrame?.() ?? null;
+    return { caller: levelDbfs(this.lastInput?.subarray(0, this.lastInputBytes) ?? null), bot: bot === null ? null : levelDbfs(bot.pcm, bot.offset) };
+  }
+
+  recordInterruption(i: Interruption): void {
+    this.interruptions.push(i);
+    if (this.interruptions.length > MAX_INTERRUPTIONS) this.interruptions.shift();
   }
 
   /** User or bot activity: pushes the idle deadline back. Cheap enough to call per event (no timer churn). */
@@ -179,6 +248,8 @@ export class Call {
     } else if (rate !== this.rate) {
       return;
     }
+    if (this.lastInput === null || this.lastInput.length < pcm.length) this.lastInput = Buffer.alloc(Math.max(pcm.length, 640));
+    this.lastInputBytes = pcm.copy(this.lastInput);
     this.pipeline?.pushAudio(pcm);
   }
 
@@ -211,11 +282,14 @@ export class Call {
       await this.pipelineBuild;
       const p = this.pipeline;
       this.pipeline = null;
+      if (p !== null) this.finalTurns = p.turns();
       await p?.close();
+      if (p !== null) this.finalTurns = p.turns();
     } catch (err) {
       this.log.warn({ err }, 'pipeline teardown failed');
     }
     this.pendingMessages.length = 0;
+    this.lastInput = null;
     this.media?.close(true);
   }
 

@@ -25,6 +25,7 @@ export class CallManager {
   private readonly rows: RowEnder;
   private accepting = true;
   private readonly drained: Array<() => void> = [];
+  private readonly endedListeners: Array<(call: Call) => void> = [];
 
   constructor(private readonly deps: CallManagerDeps) {
     this.rows = new RowEnder(deps.store, deps.log);
@@ -44,6 +45,11 @@ export class CallManager {
 
   get isAccepting(): boolean {
     return this.accepting;
+  }
+
+  /** `fn` runs for every call this manager ends, after its row is written (the console keeps recent ones). */
+  onEnded(fn: (call: Call) => void): void {
+    this.endedListeners.push(fn);
   }
 
   session(id: string): Call | undefined {
@@ -289,6 +295,13 @@ export class CallManager {
     this.calls.delete(call.id);
     this.deps.metrics.activeCalls.set(this.calls.size);
     call.log.info({ reason }, 'pipecatcall terminated');
+    for (const fn of this.endedListeners) {
+      try {
+        fn(call);
+      } catch (err) {
+        call.log.warn({ err: messageOf(err) }, 'a listener of ended calls failed');
+      }
+    }
     if (this.calls.size === 0) for (const done of this.drained.splice(0)) done();
   }
 }

@@ -88,6 +88,9 @@ export class PipelineStarter {
       if (signal.aborted) return null;
       const reason: TerminateReason = err instanceof ProviderError ? `${err.stage}_error` : 'error';
       // A provider that failed here was counted by its base (or the registry): nothing to count again.
+      if (err instanceof ProviderError) {
+        call.providerFailure = { stage: err.stage, provider: err.provider, message: messageOf(err), at: Date.now() };
+      }
       call.log.error({ err: messageOf(err), reason }, 'the pipeline could not start');
       this.deps.terminate(call.id, reason);
       return null;

@@ -25,6 +25,8 @@ export interface BotAudioSink {
   /** Bot (non-silence) frames written since the call started. */
   readonly botFramesWritten: number;
   setPlaybackListener(listener: PlaybackListener | null): void;
+  /** The bot frame written at the latest tick (its PCM from `offset`), or null when that tick sent none. */
+  currentBotFrame?(): { pcm: Buffer; offset: number } | null;
   /**
    * Present when the output follows the caller's rate (Audiosocket answers in the kind it receives): switches to
    * `converter.toRate`, converting what is queued. Absent when the output rate is fixed (WebSocket: 16 kHz).

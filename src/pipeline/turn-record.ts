@@ -80,6 +80,12 @@ export class TurnTracker {
     return this.list.map((r) => ({ ...r }));
   }
 
+  /** The latest turn (a copy), or null before the first: O(1), for the console's poll. */
+  latest(): TurnRecord | null {
+    const last = this.list[this.list.length - 1];
+    return last === undefined ? null : { ...last };
+  }
+
   /** The user turn in progress, created on first use. */
   current(): TurnRecord {
     if (this.open !== null) return this.open;

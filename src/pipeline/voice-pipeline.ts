@@ -116,6 +116,11 @@ export class VoicePipeline {
     return this.parts.tracker.records();
   }
 
+  /** The latest turn (a copy), or null before the first. */
+  latestTurn(): TurnRecord | null {
+    return this.parts.tracker.latest();
+  }
+
   /** Opens the providers and builds the chain. On failure (or a cancelled build) everything opened is closed. */
   static async create(o: VoicePipelineOptions): Promise<VoicePipeline> {
     const opened: Array<() => Promise<void> | void> = [];

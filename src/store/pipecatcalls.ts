@@ -8,6 +8,7 @@ import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
 import { uuidToBytes } from '../model/uuid.js';
 import { driverCode, reasonOf, type Database } from './mysql.js';
 import { PIPECATCALL_COLUMNS, pipecatcallFromRow } from './pipecatcall-row.js';
+import { endedWhere, type EndedQuery } from './pipecatcall-store.js';
 
 const COLUMNS = PIPECATCALL_COLUMNS;
 
@@ -70,6 +71,15 @@ export class PipecatcallRepository {
       'WHERE host_id = ? AND tm_delete = ? ORDER BY tm_create, id',
       [hostId, TIMESTAMP_NEVER],
     );
+  }
+
+  /**
+   * Ended rows, newest first (keyset paged). Without a filter it walks idx_pipecat_pipecatcalls_tm_create
+   * backwards; with one, the primary key or the reference_id / customer_id index narrows it first.
+   */
+  async listEnded(q: EndedQuery): Promise<Pipecatcall[]> {
+    const { where, params } = endedWhere(q, uuidToBytes, TIMESTAMP_NEVER);
+    return await this.select('list ended pipecatcalls', where, params);
   }
 
   private async select(what: string, where: string, params: unknown[]): Promise<Pipecatcall[]> {

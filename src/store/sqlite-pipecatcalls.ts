@@ -2,11 +2,11 @@
 // contract (PipecatcallRows): same sentinels, same nil UUIDs, same JSON out; a duplicate id is a ConflictError.
 
 import type { Statement } from 'better-sqlite3';
-import { ConflictError, DependencyError, messageOf } from '../errors.js';
+import { BadRequestError, ConflictError, DependencyError, messageOf } from '../errors.js';
 import type { Pipecatcall } from '../model/pipecatcall.js';
 import { TIMESTAMP_NEVER, nowTimestamp } from '../model/timestamp.js';
 import { uuidToBytes } from '../model/uuid.js';
-import type { PipecatcallRows } from './pipecatcall-store.js';
+import { endedWhere, type EndedQuery, type PipecatcallRows } from './pipecatcall-store.js';
 import { PIPECATCALL_COLUMNS, pipecatcallFromRow } from './pipecatcall-row.js';
 import type { SqliteDatabase } from './sqlite.js';
 
@@ -19,6 +19,8 @@ export class SqlitePipecatcallRepository implements PipecatcallRows {
   private readonly getStmt: Statement;
   private readonly markDeletedStmt: Statement;
   private readonly liveByHostStmt: Statement;
+  /** listEnded's statements by WHERE clause (at most 16: four optional filters). */
+  private readonly endedStmts = new Map<string, Statement>();
 
   constructor(private readonly db: SqliteDatabase) {
     const h = db.handle;
@@ -82,13 +84,26 @@ export class SqlitePipecatcallRepository implements PipecatcallRows {
     });
   }
 
+  /** Ended rows, newest first (keyset paged); the statement is cached per filter combination. */
+  listEnded(q: EndedQuery): Promise<Pipecatcall[]> {
+    return this.run('list ended pipecatcalls', () => {
+      const { where, params } = endedWhere(q, uuidToBytes, TIMESTAMP_NEVER);
+      let stmt = this.endedStmts.get(where);
+      if (stmt === undefined) {
+        stmt = this.db.handle.prepare(`SELECT ${COLUMNS} FROM pipecat_pipecatcalls ${where}`);
+        this.endedStmts.set(where, stmt);
+      }
+      return (stmt.all(...params) as Row[]).map(pipecatcallFromRow);
+    });
+  }
+
   // better-sqlite3 is synchronous (microseconds per statement on this table); the Promise keeps the contract
   // of the MySQL repository, and a driver failure becomes a rejection, never a throw out of a caller's loop.
   private run<T>(what: string, fn: () => T): Promise<T> {
     try {
       return Promise.resolve(fn());
     } catch (err) {
-      if (err instanceof ConflictError) return Promise.reject(err);
+      if (err instanceof ConflictError || err instanceof BadRequestError) return Promise.reject(err);
       return Promise.reject(
         new DependencyError('sqlite', `SQLite (${this.db.path}) failed to ${what}: ${messageOf(err)}`, { cause: err }),
       );

@@ -1,5 +1,6 @@
-// The operator console in Debian's chromium (playwright-core): a softphone call whose fake microphone says "hello
-// world" is listed with its transcript and latency, gets a spoken answer, and is ended with the stop button.
+// The operator console in Debian's chromium (playwright-core): a softphone call whose fake microphone speaks a few
+// turns, one of them over the bot's reply (a barge-in), is listed with its transcript, latency, level meters and
+// turn timeline; the headroom charts update; the call is ended with the stop button and then found in past calls.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -18,11 +19,15 @@ let t: TestApp;
 let browser: Browser;
 const pageErrors: string[] = [];
 
-/** 16 kHz mono: 1.5 s of silence, "hello world", 3.5 s of silence. Chromium loops the file as the microphone. */
+/**
+ * 16 kHz mono, looped by Chromium as the microphone: "hello world" after the greeting, then "weasels have eaten our
+ * phone system", whose echo (≈3 s of speech) the caller interrupts with "hello world" 2.6 s after finishing.
+ */
 async function fakeMicrophoneWav(dir: string): Promise<string> {
-  const speech = await loadPrompt('hello-world', 16000);
-  const pcm = Buffer.concat([Buffer.alloc(16000 * 2 * 1.5), speech, Buffer.alloc(16000 * 2 * 3.5)]);
-  const path = join(dir, 'hello-world-16k.wav');
+  const [hello, weasels] = await Promise.all([loadPrompt('hello-world', 16000), loadPrompt('tt-weasels', 16000)]);
+  const silence = (s: number): Buffer => Buffer.alloc(Math.round(16000 * s) * 2);
+  const pcm = Buffer.concat([silence(2.5), hello, silence(4), weasels, silence(2.6), hello, silence(5)]);
+  const path = join(dir, 'turns-16k.wav');
   writeFileSync(path, encodeWav(pcm, 16000));
   return path;
 }
@@ -82,12 +87,44 @@ async function waitForText(page: Page, selector: string, accept: (text: string) 
   }
 }
 
+/** Polls a value computed from the page (through locators) until `accept` takes it. */
+async function waitFor<T>(read: () => Promise<T>, accept: (v: T) => boolean, what: string, timeout = 30_000): Promise<T> {
+  const end = performance.now() + timeout;
+  for (;;) {
+    const v = await read();
+    if (accept(v)) return v;
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(v)} (page errors: ${JSON.stringify(pageErrors)})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const STAGE_ORDER = ['speech', 'vad_stop', 'stt_final', 'turn_end', 'llm_first_token', 'tts_first_audio', 'first_bot_frame'];
+
+interface Row {
+  turn: number;
+  bars: Array<{ stage: string; from: number }>;
+  barge: string | null;
+}
+
+async function timelineRows(page: Page, scope: string): Promise<Row[]> {
+  const rows = page.locator(`${scope} svg.timeline g.turn-row`);
+  const out: Row[] = [];
+  for (const row of await rows.all()) {
+    const bars = await row.locator('rect.stage-bar').evaluateAll((els: Array<{ getAttribute(name: string): string | null }>) =>
+      els.map((e) => ({ stage: e.getAttribute('data-stage') ?? '', from: Number(e.getAttribute('data-from')) })),
+    );
+    const barge = row.locator('line.barge');
+    out.push({ turn: Number(await row.getAttribute('data-turn')), bars, barge: (await barge.count()) > 0 ? await barge.first().getAttribute('data-kind') : null });
+  }
+  return out;
+}
+
 describe('the operator console', () => {
-  it('lists a softphone call with its live transcript and latency; the fake microphone gets a spoken answer', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  it('shows a call with a barge-in as a turn timeline, levels and marks; headroom updates; the ended call is in past calls', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1500 } });
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('console', (msg) => {
-      if (msg.type() === 'error') pageErrors.push(msg.text());
+      if (msg.type() === 'error' || msg.type() === 'warning') pageErrors.push(msg.text());
     });
     await page.goto(`http://127.0.0.1:${t.app.addresses.http.port}/?token=${TOKEN}`);
     await waitForText(page, '#host-id', (x) => x === '127.0.0.1', 'the console to reach the API');
@@ -102,21 +139,43 @@ describe('the operator console', () => {
     // The console found the call and follows it over its own monitor WebSocket.
     const card = `.call[data-call-id="${id}"]`;
     await waitForText(page, `${card} .state`, (x) => x === 'live', 'the call card');
-    // The softphone's media socket hears the call from its start (the greeting); the console's monitor joins at its
-    // next poll, so it shows what was said from then on.
     await waitForText(page, '#softphone-transcript', (x) => x.includes('Hello! This is the echo bot.'), 'the greeting on the softphone');
     const answered = (x: string): boolean => x.includes('You said: hello world.');
     await waitForText(page, `${card} .transcript`, answered, 'the answer to the fake microphone in the console', 30_000);
-    await waitForText(page, '#softphone-transcript', answered, 'the answer on the softphone');
-    // The answer is spoken: its text comes first, then the page receives (and schedules for playback) its audio.
-    const framesAtAnswer = Number(await page.locator('#bot-frames').textContent());
-    await waitForText(page, '#bot-frames', (x) => Number(x) > framesAtAnswer + 40, 'the spoken answer');
-    expect(framesAtAnswer).toBeGreaterThan(25); // the greeting was heard too
+    expect(Number(await page.locator('#bot-frames').textContent())).toBeGreaterThan(25); // the softphone plays the bot
     await waitForText(page, `${card} .latency`, (x) => /voice to voice \d+ ms/.test(x), 'the latency figures');
+    // Level meters: the fake microphone's speech and the bot's replies, read from the daemon's last frames.
+    await waitFor(() => page.locator(`${card} .meter.caller`).getAttribute('data-db'), (v) => v !== null && v !== '' && Number(v) > -60, 'a caller level');
+    await waitFor(() => page.locator(`${card} .meter.bot`).getAttribute('data-db'), (v) => v !== null && v !== '' && Number(v) > -60, 'a bot level', 40_000);
 
+    // Three turns, one of them a barge-in on the long echo of "weasels have eaten our phone system".
+    const rows = await waitFor(
+      () => timelineRows(page, card),
+      (r) => r.length >= 3 && r.some((x) => x.barge === 'confirmed' || x.barge === 'false'),
+      'three timeline rows with a barge-in',
+      45_000,
+    );
+    expect(rows.map((r) => r.turn)).toEqual(rows.map((_, i) => (rows[0]?.turn ?? 1) + i)); // one row per turn, in order
+    for (const row of rows) {
+      const stages = row.bars.map((b) => b.stage);
+      // Drawn in the stage order, each stage once.
+      expect(stages).toEqual(STAGE_ORDER.filter((s) => stages.includes(s)));
+      const from = Object.fromEntries(row.bars.map((b) => [b.stage, b.from]));
+      const chain = ['speech', 'llm_first_token', 'tts_first_audio', 'first_bot_frame'].filter((s) => s in from).map((s) => from[s] as number);
+      expect(chain).toEqual([...chain].sort((a, b) => a - b));
+    }
+    expect(rows.filter((r) => r.bars.some((b) => b.stage === 'first_bot_frame')).length).toBeGreaterThanOrEqual(2);
+    // The transcript marks the bot line the barge-in cut (or paused).
+    await waitFor(() => page.locator(`${card} .transcript p.bot.cut, ${card} .transcript p.bot.paused`).count(), (n) => n > 0, 'a marked bot line');
     const userLines = await page.locator(`${card} .transcript p.user:not(.interim)`).allTextContents();
     expect(userLines).toContain('hello world');
-    expect(t.app.calls.session(id)?.listeners.size).toBe(2); // the softphone's media socket and the console's monitor
+
+    // Headroom: samples arrive and the charts grow; the live-calls chart shows this call.
+    const samples = (): Promise<number> => page.locator('[data-chart="calls"]').getAttribute('data-samples').then(Number);
+    const first = await waitFor(samples, (n) => n >= 1, 'headroom samples');
+    await waitFor(samples, (n) => n > first, 'the headroom charts to update', 15_000);
+    expect(await page.locator('[data-chart="calls"] .value').textContent()).toBe('1');
+    expect(Number(await page.locator('[data-chart="cpu"] polyline').first().getAttribute('data-points'))).toBeGreaterThanOrEqual(2);
 
     mkdirSync('test-output', { recursive: true });
     await page.screenshot({ path: 'test-output/console.png', fullPage: true });
@@ -124,8 +183,25 @@ describe('the operator console', () => {
     await page.click(`${card} button.stop`);
     await waitForText(page, '#softphone-status', (x) => x.startsWith('call ended'), 'the softphone to see the end');
     await waitForText(page, `${card} .state`, (x) => x === 'ended', 'the card to show the end');
+    await waitForText(page, `${card} .end-reason`, (x) => x === 'ended by stop', 'the card to say why it ended');
     expect(t.app.calls.session(id)).toBeUndefined();
+
+    // Past calls: the ended call is listed (the list reloads when a call ends), the filter finds it alone, and its
+    // timeline is still there.
+    const pastRow = `#past-rows tr[data-call-id="${id}"]`;
+    await waitFor(() => page.locator(pastRow).count(), (n) => n === 1, 'the ended call in past calls');
+    await page.selectOption('#past-field', 'id');
+    await page.fill('#past-value', id.toUpperCase());
+    await page.click('#past-search');
+    await waitFor(() => page.locator('#past-rows tr[data-call-id]').count(), (n) => n === 1, 'the filtered list');
+    expect(await page.locator(`${pastRow} td.reason`).textContent()).toBe('stop');
+    await page.click(pastRow);
+    await waitFor(() => page.locator('#past-rows tr.past-timeline g.turn-row').count(), (n) => n >= 3, 'the past call timeline');
+    await page.screenshot({ path: 'test-output/console-ended.png', fullPage: true });
+    await page.fill('#past-value', '00000000-0000-4000-8000-000000000001');
+    await page.click('#past-search');
+    await waitForText(page, '#past-status', (x) => x === 'no ended calls match', 'an empty filter result');
     expect(pageErrors).toEqual([]);
     await page.close();
-  }, 50_000);
+  }, 58_000);
 });

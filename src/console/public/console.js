@@ -1,116 +1,18 @@
 // The operator console's logic: polls GET /api/calls, opens a monitor WebSocket per call for its live transcript,
+// draws each call's turn timeline and level meters, marks barge-ins in the transcript, shows provider errors,
 // stops calls, and runs the softphone (microphone → 20 ms s16le AudioRawFrames; bot frames played with Web Audio).
+// The headroom and past-calls panels are in panels.js, the SVG drawing in charts.js.
 
-import { decodeFrame, encodeAudioFrame, encodeMessageFrame } from './frames.js';
+import { drawTimeline, el as svgEl, setMeter, timelineLegend } from './charts.js';
+import { $, Transcript, apiHeaders, fetchJson, onFrame, wsUrl } from './common.js';
+import { HeadroomPanel, PastCallsPanel, providerError } from './panels.js';
+import './softphone.js';
 
-const token = new URLSearchParams(location.search).get('token') ?? '';
 const POLL_MS = 1000;
+/** Level meters are refreshed this often (one small request for every live call). */
+const LEVELS_MS = 500;
 /** Ended calls stay on screen this long so their transcript can still be read. */
 const KEEP_ENDED_MS = 60_000;
-/** Bot audio is scheduled this far ahead of the audio clock: absorbs network jitter, adds that much delay. */
-const PLAYOUT_DELAY_S = 0.08;
-
-const $ = (id) => document.getElementById(id);
-
-function apiHeaders(extra = {}) {
-  return token ? { ...extra, authorization: `Bearer ${token}` } : extra;
-}
-
-function wsUrl(id, mode) {
-  const u = new URL(`/v1/pipecatcalls/${id}/ws`, location.href);
-  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  if (mode) u.searchParams.set('mode', mode);
-  if (token) u.searchParams.set('token', token);
-  return u.href;
-}
-
-/** Renders RTVI notices as a transcript: caller lines from final transcriptions, bot lines from LLM text. */
-class Transcript {
-  constructor(el, speakingEl = null) {
-    this.el = el;
-    this.speakingEl = speakingEl;
-    this.bot = null;
-    this.interim = null;
-    this.speaking = { user: false, bot: false };
-  }
-
-  line(cls, text) {
-    const p = document.createElement('p');
-    p.className = cls;
-    p.textContent = text;
-    const stick = this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - 8;
-    this.el.append(p);
-    if (stick) this.el.scrollTop = this.el.scrollHeight;
-    return p;
-  }
-
-  showSpeaking() {
-    if (!this.speakingEl) return;
-    const who = [this.speaking.user && 'caller speaking', this.speaking.bot && 'bot speaking'].filter(Boolean);
-    this.speakingEl.textContent = who.join(' · ');
-  }
-
-  notice(msg) {
-    const data = msg.data ?? {};
-    switch (msg.type) {
-      case 'user-transcription':
-        if (data.final) {
-          this.interim?.remove();
-          this.interim = null;
-          if (data.text) this.line('user', data.text);
-        } else if (data.text) {
-          this.interim ??= this.line('user interim', '');
-          this.interim.textContent = data.text;
-        }
-        break;
-      case 'bot-llm-started':
-        this.bot = this.line('bot', '');
-        break;
-      case 'bot-llm-text':
-        this.bot ??= this.line('bot', '');
-        this.bot.textContent += data.text ?? '';
-        break;
-      case 'bot-llm-stopped':
-        if (this.bot && this.bot.textContent === '') this.bot.remove();
-        this.bot = null;
-        break;
-      case 'user-started-speaking':
-      case 'user-stopped-speaking':
-        this.speaking.user = msg.type === 'user-started-speaking';
-        this.showSpeaking();
-        break;
-      case 'bot-started-speaking':
-      case 'bot-stopped-speaking':
-        this.speaking.bot = msg.type === 'bot-started-speaking';
-        this.showSpeaking();
-        break;
-      case 'error':
-      case 'error-response':
-        this.line('error', data.message ?? data.error ?? 'error');
-        break;
-      default:
-        break;
-    }
-  }
-}
-
-/** Parses one binary WebSocket message; RTVI messages go to `onMessage`, audio frames to `onAudio`. */
-function onFrame(buffer, onMessage, onAudio) {
-  let frame;
-  try {
-    frame = decodeFrame(new Uint8Array(buffer));
-  } catch (err) {
-    console.warn('undecodable frame', err);
-    return;
-  }
-  if (frame.type === 'message') {
-    try {
-      onMessage(JSON.parse(frame.data));
-    } catch (err) {
-      console.warn('bad message frame', err);
-    }
-  } else if (frame.type === 'audio' && onAudio) onAudio(frame);
-}
 
 // --- Live calls ----------------------------------------------------------------------------------------------
 
@@ -128,12 +30,32 @@ function createCard(call) {
     <div class="row"><span class="id"></span><span class="state"></span><span class="muted providers"></span>
       <span class="speaking"></span></div>
     <div class="latency"></div>
+    <div class="meters"><span class="meter caller"><em>caller</em><span class="track"><b></b></span><span class="db">–</span></span>
+      <span class="meter bot"><em>bot</em><span class="track"><b></b></span><span class="db">–</span></span></div>
+    <div class="provider-error"></div>
     <div class="transcript"></div>
-    <div class="row" style="margin-top:.4rem"><button class="danger stop">Stop</button><span class="muted age"></span></div>`;
+    <details class="turns" open><summary>Turn timeline</summary></details>
+    <div class="row" style="margin-top:.4rem"><button class="danger stop">Stop</button><span class="muted age"></span>
+      <span class="end-reason"></span></div>`;
   el.querySelector('.id').textContent = call.id;
+  const turns = el.querySelector('.turns');
+  turns.append(timelineLegend());
+  const timeline = svgEl('svg', { class: 'timeline' }, turns);
   el.querySelector('.stop').addEventListener('click', () => stopCall(call.id, el.querySelector('.stop')));
   $('calls').append(el);
-  const card = { el, transcript: new Transcript(el.querySelector('.transcript'), el.querySelector('.speaking')), ws: null, endedAt: 0 };
+  const card = {
+    el,
+    transcript: new Transcript(el.querySelector('.transcript'), el.querySelector('.speaking')),
+    ws: null,
+    endedAt: 0,
+    timeline,
+    /** The call's turn timelines by index, and the JSON of the latest (to redraw only on a change). */
+    turns: new Map(),
+    lastTurnJson: '',
+    turnsLoaded: false,
+    turnsLoading: false,
+    interruptionsSeen: 0,
+  };
   cards.set(call.id, card);
   openMonitor(call.id, card);
   return card;
@@ -159,6 +81,98 @@ function updateCard(card, call) {
   el.querySelector('.latency').textContent =
     `STT final ${fmtMs(l.stt_final)} · LLM first token ${fmtMs(l.llm_ttft)} · TTS first audio ${fmtMs(l.tts_ttfb)} · voice to voice ${fmtMs(l.voice_to_voice)}`;
   el.querySelector('.age').textContent = `${Math.round(call.age_seconds)} s`;
+  const error = el.querySelector('.provider-error');
+  error.textContent = providerError(call.provider_error);
+  error.classList.toggle('shown', Boolean(call.provider_error));
+  markInterruptions(card, call.interruptions, serverOffset);
+  updateTurns(call, card);
+}
+
+/**
+ * The poll carries each call's latest turn; the card keeps the earlier ones. The list is fetched once, and the
+ * missed turns only when a turn went by between two polls: a console costs the daemon about one request a second.
+ */
+function updateTurns(call, card) {
+  const last = call.last_turn;
+  if (!last || card.turnsLoading) return;
+  const known = Math.max(0, ...card.turns.keys());
+  if (!card.turnsLoaded || last.index > known + 1) {
+    // The first time, only the turns the card draws (the latest 20); after a gap, the ones missed.
+    void loadTurns(call.id, card, card.turnsLoaded ? known : Math.max(0, last.index - 20));
+    card.turnsLoaded = true;
+    return;
+  }
+  const json = JSON.stringify(last);
+  if (json === card.lastTurnJson) return;
+  card.lastTurnJson = json;
+  card.turns.set(last.index, last);
+  if (card.turns.size > 20) card.turns.delete(card.turns.keys().next().value);
+  drawTimeline(card.timeline, [...card.turns.values()]);
+}
+
+/** Fetches the call's turns after index `after` (all with 0) into the card, and redraws. */
+async function loadTurns(id, card, after) {
+  card.turnsLoading = true;
+  try {
+    const body = await fetchJson(`/api/calls/${id}/turns?after=${after}`);
+    for (const t of body.turns) card.turns.set(t.index, t);
+    // Only the turns drawn are kept: the card shows the latest few.
+    for (const index of [...card.turns.keys()].sort((a, b) => a - b).slice(0, -20)) card.turns.delete(index);
+    drawTimeline(card.timeline, [...card.turns.values()].sort((a, b) => a.index - b.index));
+  } catch (err) {
+    card.turnsLoaded = false;
+    console.warn('turns', err);
+  } finally {
+    card.turnsLoading = false;
+  }
+}
+
+const words = (text) => text.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, ' ').split(/\s+/).filter(Boolean);
+
+/**
+ * The bot line `i` interrupted: the latest one whose text begins with what was heard; when nothing was heard, the
+ * latest one before the barge-in.
+ */
+function interruptedLine(card, i, at) {
+  const bots = [...card.el.querySelectorAll('.transcript p.bot:not(.cut):not(.paused)')];
+  const heard = words(i.heard);
+  if (heard.length > 0) {
+    // A reply the console did not see (its monitor joined later, or the greeting) has no line to mark.
+    return bots.filter((p) => words(p.firstChild?.textContent ?? '').slice(0, heard.length).join(' ') === heard.join(' ')).at(-1) ?? null;
+  }
+  return bots.filter((p) => Number(p.dataset.at) <= at).at(-1) ?? null;
+}
+
+/**
+ * Marks the bot line each barge-in cut (or paused) with what the caller had heard of it. A reply the console did
+ * not see (its monitor joined later) gets a marker line at the barge-in's place. `offset` maps the daemon's clock
+ * onto the page's.
+ */
+function markInterruptions(card, list, offset) {
+  const seen = list.length < card.interruptionsSeen ? 0 : card.interruptionsSeen;
+  for (const i of list.slice(seen)) {
+    const at = i.at - offset;
+    const text =
+      i.kind === 'confirmed' ? `✂ interrupted by the caller — heard: “${i.heard || '(nothing yet)'}”` : '‖ paused for the caller (a false barge-in), then resumed';
+    const mark = document.createElement('span');
+    mark.className = 'mark';
+    mark.textContent = text;
+    const line = interruptedLine(card, i, at);
+    if (line) {
+      line.classList.add(i.kind === 'confirmed' ? 'cut' : 'paused');
+      line.append(mark);
+      continue;
+    }
+    const p = document.createElement('p');
+    p.className = `bot ${i.kind === 'confirmed' ? 'cut' : 'paused'} unseen`;
+    p.dataset.at = String(at);
+    p.append(mark);
+    // Before the caller's words that interrupted it (a confirmed one), else where the barge-in happened.
+    const box = card.el.querySelector('.transcript');
+    const cause = i.kind === 'confirmed' ? [...box.querySelectorAll('p.user:not(.interim)')].filter((c) => Number(c.dataset.at) <= at).at(-1) : null;
+    box.insertBefore(p, cause ?? [...box.children].find((c) => Number(c.dataset.at) > at) ?? null);
+  }
+  card.interruptionsSeen = list.length;
 }
 
 function markEnded(id, card) {
@@ -169,7 +183,48 @@ function markEnded(id, card) {
   state.textContent = 'ended';
   state.className = 'state ended';
   card.el.querySelector('.stop').disabled = true;
+  card.el.querySelector('.speaking').textContent = '';
+  for (const m of card.el.querySelectorAll('.meter')) setMeter(m, null);
   card.ws?.close();
+  pastCalls.refresh();
+  void showEnd(id, card);
+}
+
+/** Why the call ended, and its provider error (it may have failed between two polls), from the ended calls. */
+async function showEnd(id, card) {
+  try {
+    const { calls } = await fetchJson(`/api/past-calls?limit=1&id=${id}`);
+    const ended = calls[0];
+    if (!ended) return;
+    card.el.querySelector('.end-reason').textContent = ended.reason ? `ended by ${ended.reason}` : '';
+    if (ended.provider_error) {
+      const error = card.el.querySelector('.provider-error');
+      error.textContent = providerError(ended.provider_error);
+      error.classList.add('shown');
+    }
+  } catch (err) {
+    console.warn('end of call', err);
+  }
+}
+
+let serverOffset = 0;
+
+async function pollLevels() {
+  try {
+    if (cards.size > 0) {
+      const { levels } = await fetchJson('/api/levels');
+      for (const [id, [caller, bot]] of Object.entries(levels)) {
+        const card = cards.get(id);
+        if (!card || card.endedAt) continue;
+        setMeter(card.el.querySelector('.meter.caller'), caller);
+        setMeter(card.el.querySelector('.meter.bot'), bot);
+      }
+    }
+  } catch (err) {
+    console.warn('levels', err);
+  } finally {
+    setTimeout(() => void pollLevels(), LEVELS_MS);
+  }
 }
 
 async function stopCall(id, button) {
@@ -188,6 +243,7 @@ async function poll() {
     const res = await fetch('/api/calls', { headers: apiHeaders() });
     if (!res.ok) throw new Error(res.status === 401 ? 'unauthorized: open the console with ?token=…' : `HTTP ${res.status}`);
     const body = await res.json();
+    serverOffset = body.now - Date.now();
     $('host-id').textContent = body.host_id;
     $('api-status').textContent = '';
     const seen = new Set();
@@ -210,121 +266,8 @@ async function poll() {
   }
 }
 
-// --- Softphone -----------------------------------------------------------------------------------------------
-
-let phone = null;
-
-function setStatus(text) {
-  $('softphone-status').textContent = text;
-}
-
-async function startCall() {
-  $('call-button').disabled = true;
-  $('softphone-transcript').replaceChildren();
-  $('bot-frames').textContent = '0';
-  let ctx = null;
-  let stream = null;
-  try {
-    // The AudioContext is made inside the click (browsers only start audio after a user gesture). 16 kHz when the
-    // browser allows it (no resampling either way); otherwise frames go at the context's rate and the daemon
-    // resamples them.
-    try {
-      ctx = new AudioContext({ sampleRate: 16000 });
-    } catch {
-      ctx = new AudioContext();
-    }
-    stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    });
-    setStatus('creating a call…');
-    const res = await fetch('/api/calls', { method: 'POST', headers: apiHeaders({ 'content-type': 'application/json' }), body: '{}' });
-    const call = await res.json();
-    if (!res.ok) throw new Error(call.error ?? res.statusText);
-    await ctx.audioWorklet.addModule('mic-worklet.js');
-    phone = { ctx, stream, id: call.id, ws: null, nextPlay: 0, frames: 0, sent: 0, node: null };
-    connectPhone(phone);
-  } catch (err) {
-    setStatus(`failed: ${err.message}`);
-    if (phone === null) {
-      for (const t of stream?.getTracks() ?? []) t.stop();
-      void ctx?.close();
-    }
-    hangUp();
-  }
-}
-
-function connectPhone(p) {
-  const transcript = new Transcript($('softphone-transcript'), $('softphone-speaking'));
-  const ws = new WebSocket(wsUrl(p.id, 'media'));
-  ws.binaryType = 'arraybuffer';
-  p.ws = ws;
-  ws.onopen = () => {
-    setStatus(`in call ${p.id}`);
-    $('hangup-button').disabled = false;
-    ws.send(encodeMessageFrame(JSON.stringify({ label: 'rtvi-ai', type: 'client-ready', id: 'ready-1' })));
-    const source = p.ctx.createMediaStreamSource(p.stream);
-    const node = new AudioWorkletNode(p.ctx, 'mic-capture');
-    node.port.onmessage = (ev) => {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      p.sent++;
-      ws.send(encodeAudioFrame({ id: p.sent, audio: new Uint8Array(ev.data), sampleRate: p.ctx.sampleRate, numChannels: 1 }));
-    };
-    // Through a muted gain to the destination: a node nothing pulls from is not processed by every browser.
-    const mute = p.ctx.createGain();
-    mute.gain.value = 0;
-    source.connect(node).connect(mute).connect(p.ctx.destination);
-    p.node = node;
-  };
-  ws.onmessage = (ev) =>
-    onFrame(
-      ev.data,
-      (msg) => transcript.notice(msg),
-      (frame) => play(p, frame),
-    );
-  ws.onclose = (ev) => {
-    if (phone === p) {
-      setStatus(`call ended${ev.reason ? `: ${ev.reason}` : ''}`);
-      hangUp();
-    }
-  };
-}
-
-/** Schedules one bot frame (s16le at frame.sampleRate) right after the previous one on the audio clock. */
-function play(p, frame) {
-  const n = frame.audio.byteLength >> 1;
-  if (n === 0) return;
-  const view = new DataView(frame.audio.buffer, frame.audio.byteOffset, n * 2);
-  const buffer = p.ctx.createBuffer(1, n, frame.sampleRate || 16000);
-  const out = buffer.getChannelData(0);
-  for (let i = 0; i < n; i++) out[i] = view.getInt16(i * 2, true) / 32768;
-  const src = p.ctx.createBufferSource();
-  src.buffer = buffer;
-  src.connect(p.ctx.destination);
-  const now = p.ctx.currentTime;
-  if (p.nextPlay < now) p.nextPlay = now + PLAYOUT_DELAY_S;
-  src.start(p.nextPlay);
-  p.nextPlay += buffer.duration;
-  p.frames++;
-  $('bot-frames').textContent = String(p.frames);
-}
-
-function hangUp() {
-  const p = phone;
-  phone = null;
-  $('call-button').disabled = false;
-  $('hangup-button').disabled = true;
-  $('softphone-speaking').textContent = '';
-  if (!p) return;
-  p.node?.port.close();
-  p.ws?.close();
-  for (const t of p.stream.getTracks()) t.stop();
-  void p.ctx.close();
-}
-
-$('call-button').addEventListener('click', () => void startCall());
-$('hangup-button').addEventListener('click', () => {
-  setStatus('hung up');
-  hangUp();
-});
-
+const pastCalls = new PastCallsPanel(fetchJson);
+new HeadroomPanel($('sparks'), fetchJson).poll();
+void pastCalls.load();
 void poll();
+void pollLevels();
