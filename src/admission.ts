@@ -4,6 +4,7 @@
 // cap on top. While not admitting, the owner leaves the shared RPC queue (another instance takes the creates),
 // /readyz answers 503 with the reason, and new calls are refused with that reason.
 
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge } from 'prom-client';
@@ -16,6 +17,11 @@ export interface HeadroomSources {
   activeCalls(): number;
   /** Ticks of the output clock observed so far, and how many of them were later than 5 ms (cumulative). */
   clockTicks?(): Promise<{ ticks: number; late: number }>;
+  /**
+   * Linux pressure stall information: microseconds so far in which some runnable task waited for a CPU
+   * (`/proc/pressure/cpu`, "some" total); undefined where the kernel has none.
+   */
+  cpuPressureUs?(): number | undefined;
   /** DSP workers: age of the oldest batch in a model run (ms), and their summed busy milliseconds. */
   workers?(): { oldestBatchMs: number; busyMs: number; workers: number } | undefined;
 }
@@ -63,6 +69,8 @@ export interface AdmissionThresholds {
   workerBusy: { high: number; low: number };
   /** Process CPU as a share of all cores (0..1). */
   cpu: { high: number; low: number };
+  /** Share of the time some runnable task waited for a CPU (0..1): the machine, not only this process, is full. */
+  cpuPressure: { high: number; low: number };
 }
 
 /**
@@ -76,6 +84,7 @@ export const DEFAULT_THRESHOLDS: Readonly<AdmissionThresholds> = Object.freeze({
   workerBacklogMs: { high: 40, low: 15 },
   workerBusy: { high: 0.85, low: 0.65 },
   cpu: { high: 0.9, low: 0.75 },
+  cpuPressure: { high: 0.35, low: 0.2 },
 });
 
 const SAMPLE_MS = 500;
@@ -113,7 +122,7 @@ export class AdmissionController {
   private clearSamples = 0;
   private admittingNow = true;
   private lastReason = '';
-  private last = { wall: performance.now(), cpu: process.cpuUsage(), ticks: 0, late: 0, busyMs: 0 };
+  private last = { wall: performance.now(), cpu: process.cpuUsage(), ticks: 0, late: 0, busyMs: 0, pressureUs: 0 };
   private sampling = false;
   private closed = false;
   /** Calls admitted but not yet counted by `activeCalls()` (their row is being written). */
@@ -149,7 +158,14 @@ export class AdmissionController {
   start(): void {
     if (this.closed || this.timer !== null) return;
     this.loopDelay.enable();
-    this.last = { wall: performance.now(), cpu: process.cpuUsage(), ticks: 0, late: 0, busyMs: this.o.sources.workers?.()?.busyMs ?? 0 };
+    this.last = {
+      wall: performance.now(),
+      cpu: process.cpuUsage(),
+      ticks: 0,
+      late: 0,
+      busyMs: this.o.sources.workers?.()?.busyMs ?? 0,
+      pressureUs: this.o.sources.cpuPressureUs?.() ?? 0,
+    };
     this.timer = setInterval(() => void this.sample(), SAMPLE_MS);
     this.timer.unref();
   }
@@ -227,15 +243,17 @@ export class AdmissionController {
       const clock = (await this.o.sources.clockTicks?.()) ?? { ticks: 0, late: 0 };
       const workers = this.o.sources.workers?.();
       const ticks = clock.ticks - this.last.ticks;
+      const pressureUs = this.o.sources.cpuPressureUs?.();
       const figures = {
         loopDelayP99Ms: this.loopDelay.percentileMs(99),
         lateTickShare: ticks > 0 ? (clock.late - this.last.late) / ticks : 0,
         workerBacklogMs: workers?.oldestBatchMs ?? 0,
         workerBusy: workers !== undefined && workers.workers > 0 ? (workers.busyMs - this.last.busyMs) / (wall * workers.workers) : 0,
         cpu: (cpu.user + cpu.system) / 1000 / (wall * cpus().length),
+        cpuPressure: pressureUs === undefined ? 0 : Math.max(0, pressureUs - this.last.pressureUs) / 1000 / wall,
       };
       this.loopDelay.reset();
-      this.last = { wall: now, cpu: process.cpuUsage(), ticks: clock.ticks, late: clock.late, busyMs: workers?.busyMs ?? 0 };
+      this.last = { wall: now, cpu: process.cpuUsage(), ticks: clock.ticks, late: clock.late, busyMs: workers?.busyMs ?? 0, pressureUs: pressureUs ?? 0 };
       this.latest = { ...figures, activeCalls: this.o.sources.activeCalls() };
       this.judge(figures);
       this.update();
@@ -289,4 +307,14 @@ export async function clockTicksFromMetrics(metrics: Metrics): Promise<{ ticks: 
     else if (v.metricName?.endsWith('_bucket') === true && v.labels.le === 0.005) onTime = v.value;
   }
   return { ticks, late: ticks - onTime };
+}
+
+/** The "some" total of /proc/pressure/cpu (µs), or undefined where the kernel does not report CPU pressure. */
+export function readCpuPressureUs(): number | undefined {
+  try {
+    const m = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 // The composition root: builds every part from the configuration, starts them in the order of SPEC §1 and
 // shuts them down in reverse. Nothing imports this module but cmd/ and the tests.
 
-import { AdmissionController, clockTicksFromMetrics } from './admission.js';
+import { AdmissionController, clockTicksFromMetrics, readCpuPressureUs } from './admission.js';
 import { OutputClock } from './audio/clock.js';
 import { AudiosocketServer } from './transports/audiosocket/server.js';
 import { attachAudiosocket } from './transports/audiosocket/attach.js';
@@ -158,6 +158,7 @@ export class App {
           activeCalls: () => manager?.size ?? 0,
           clockTicks: () => clockTicksFromMetrics(metrics),
           workers: () => SileroVad.poolStats(),
+          cpuPressureUs: readCpuPressureUs,
         },
         metrics,
         log,

@@ -12,7 +12,7 @@ afterEach(() => controller?.close());
 // Only the worker backlog can trip here: the real loop-delay, clock and CPU signals of a loaded test machine
 // must not decide the outcome.
 const unreachable = { high: Number.POSITIVE_INFINITY, low: Number.POSITIVE_INFINITY };
-const thresholds = { ...DEFAULT_THRESHOLDS, loopDelayP99Ms: unreachable, lateTickShare: unreachable, workerBusy: unreachable, cpu: unreachable };
+const thresholds = { ...DEFAULT_THRESHOLDS, loopDelayP99Ms: unreachable, lateTickShare: unreachable, workerBusy: unreachable, cpu: unreachable, cpuPressure: unreachable };
 
 async function until(check: () => boolean, what: string, timeoutMs = 6000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -52,6 +52,32 @@ describe('AdmissionController', () => {
     await until(() => controller?.refusal === null, 'recovery');
     await expect(controller.readiness()).resolves.toBeUndefined();
     expect(changes).toEqual([false, true]);
+  }, 15_000);
+
+  it('CPU pressure (a machine whose runnable tasks wait for a core) enters overload; none lets it go', async () => {
+    // The pressure counter grows by 60 % of wall time (someone always waiting), then stops growing.
+    let growing = true;
+    let pressureUs = 0;
+    let at = performance.now();
+    const pressure = (): number => {
+      const now = performance.now();
+      if (growing) pressureUs += (now - at) * 1000 * 0.6;
+      at = now;
+      return pressureUs;
+    };
+    controller = new AdmissionController({
+      maxCalls: 0,
+      headroom: true,
+      sources: { activeCalls: () => 1, cpuPressureUs: pressure },
+      metrics: new Metrics({ defaultMetrics: false }),
+      log: testLogger(),
+      thresholds: { ...thresholds, cpuPressure: DEFAULT_THRESHOLDS.cpuPressure },
+    });
+    controller.start();
+    await until(() => controller?.refusal !== null, 'overload');
+    expect(controller.refusal).toMatch(/^overload: cpuPressure 0\.\d+ > 0\.35/);
+    growing = false;
+    await until(() => controller?.refusal === null, 'recovery');
   }, 15_000);
 
   it('MAX_CALLS caps live calls; a forced overload refuses until lifted', () => {
