@@ -137,6 +137,7 @@ export class App {
       // loading the Silero model at startup rather than on a live call; stopped at shutdown.
       await SileroVad.start({
         workers: config.dspWorkers ?? undefined,
+        workerNice: config.dspWorkerNice,
         onWorkerCrash: (detail) => log.error({ detail }, 'a DSP worker thread crashed; it is replaced, and the calls whose VAD windows it was running end'),
       });
       closers.push(() => SileroVad.shutdown());

@@ -89,6 +89,8 @@ export interface Config {
   maxCalls: number;
   /** DSP worker threads for VAD inference; null = one per spare core; 0 = on the main thread. */
   dspWorkers: number | null;
+  /** Nice value of the DSP worker threads (0: as the process). */
+  dspWorkerNice: number;
   /** Refuse new calls when headroom runs out (event loop, clock, workers, CPU); MAX_CALLS applies either way. */
   admissionControl: boolean;
 }
@@ -320,6 +322,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     },
     maxCalls: int('MAX_CALLS', 0, 1_000_000),
     dspWorkers: get('DSP_WORKERS').trim() === '' ? null : int('DSP_WORKERS', 0, 64),
+    dspWorkerNice: int('DSP_WORKER_NICE', 0, 19),
     admissionControl: onOff('ADMISSION_CONTROL'),
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.

@@ -31,19 +31,22 @@ export class SileroPool implements ShardOwner {
     private readonly workerCount: number,
     model: SileroModel | null,
     private readonly onCrash: (detail: string) => void,
+    workerNice = 0,
   ) {
     this.shards =
-      model === null ? Array.from({ length: workerCount }, () => new WorkerShard(this)) : [new MainThreadShard(this, model)];
+      model === null
+        ? Array.from({ length: workerCount }, () => new WorkerShard(this, { nice: workerNice }))
+        : [new MainThreadShard(this, model)];
   }
 
   /**
    * Starts `workers` threads and waits until each has loaded the model (≈ 40–100 ms each, off the main thread);
    * `workers` 0 loads the model on the main thread instead.
    */
-  static async start(workers: number, onCrash: (detail: string) => void = () => undefined): Promise<SileroPool> {
+  static async start(workers: number, onCrash: (detail: string) => void = () => undefined, workerNice = 0): Promise<SileroPool> {
     if (!Number.isInteger(workers) || workers < 0) throw new RangeError(`DSP worker count must be a whole number ≥ 0, got ${workers}`);
     if (workers === 0) return new SileroPool(0, await SileroModel.load(), onCrash);
-    const pool = new SileroPool(workers, null, onCrash);
+    const pool = new SileroPool(workers, null, onCrash, workerNice);
     try {
       await Promise.all(pool.shards.map((s) => (s as WorkerShard).whenReady()));
     } catch (err) {

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { pollOutputClocks } from '../../audio/clock.js';
 import { STATE_SIZE, type SileroModel, VAD_WINDOW_SAMPLES } from './silero-model.js';
-import type { WorkerReply, WorkerRequest } from './silero-worker.js';
+import type { WorkerReply, WorkerRequest, WorkerSettings } from './silero-worker.js';
 
 /** What a shard reports to its pool. */
 export interface ShardOwner {
@@ -198,10 +198,10 @@ export class MainThreadShard extends Shard {
  * bootstrap registers tsx's loader inside the new thread first (loader hooks of the parent do not reach workers
  * on Node 20).
  */
-function startWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./silero-worker.js', import.meta.url));
+function startWorker(settings: WorkerSettings): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./silero-worker.js', import.meta.url), { workerData: settings });
   const script = new URL('./silero-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`, { eval: true });
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`, { eval: true, workerData: settings });
 }
 
 export class WorkerShard extends Shard {
@@ -212,7 +212,10 @@ export class WorkerShard extends Shard {
   private readonly inFlight = new Map<number, { jobs: Job[]; sentAt: number }>();
   private closed = false;
 
-  constructor(pool: ShardOwner) {
+  constructor(
+    pool: ShardOwner,
+    private readonly settings: WorkerSettings,
+  ) {
     super(pool);
     this.spawn();
   }
@@ -223,7 +226,7 @@ export class WorkerShard extends Shard {
   }
 
   private spawn(): void {
-    const worker = startWorker();
+    const worker = startWorker(this.settings);
     this.worker = worker;
     this.isReady = false;
     // The model load is the first thing the worker does; its answer is the first message.

@@ -1,8 +1,9 @@
 // A DSP worker thread: runs Silero batches for the calls sharded to it, so model inference never blocks the main
 // thread's sockets, clock and RPC. Batches carry raw Float32Array buffers (transferred, never copied or JSON).
 
+import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { SileroModel } from './silero-model.js';
 
 /**
@@ -57,6 +58,22 @@ function run(model: SileroModel, req: WorkerBatch): void {
       running--;
       if (running === 0) for (const resolve of idle.splice(0)) resolve();
     });
+}
+
+/** What the pool tells a new worker (workerData). */
+export interface WorkerSettings {
+  /** Nice value for this thread (Linux: per thread), > 0 to yield to the main thread's I/O and clock. */
+  nice: number;
+}
+
+const settings = (workerData ?? {}) as Partial<WorkerSettings>;
+if (typeof settings.nice === 'number' && settings.nice > 0) {
+  try {
+    // pid 0: the calling thread only on Linux, where the nice value is a per-thread attribute.
+    setPriority(0, settings.nice);
+  } catch {
+    // Not permitted here (or not Linux): the thread keeps the process's priority.
+  }
 }
 
 SileroModel.load().then(

@@ -70,6 +70,8 @@ export interface VadPoolOptions {
   workers?: number | undefined;
   /** A worker died (it is replaced; the calls whose windows it was running get onError). */
   onWorkerCrash?: (detail: string) => void;
+  /** Nice value of the worker threads (Linux, per thread): > 0 lets the main thread's clock and I/O go first. */
+  workerNice?: number;
 }
 
 /** One worker per core beyond the main thread's, at least one. */
@@ -83,7 +85,7 @@ let currentPool: SileroPool | undefined;
 let holders = 0;
 
 function loadPool(options: VadPoolOptions = {}): Promise<SileroPool> {
-  sharedPool ??= SileroPool.start(options.workers ?? defaultDspWorkers(), options.onWorkerCrash).then(
+  sharedPool ??= SileroPool.start(options.workers ?? defaultDspWorkers(), options.onWorkerCrash, options.workerNice ?? 0).then(
     (pool) => {
       currentPool = pool;
       return pool;
