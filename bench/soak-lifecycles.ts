@@ -189,13 +189,20 @@ async function failLlm(ctx: LifecycleContext): Promise<void> {
   }
 }
 
+function uuidBytes(id: string): Buffer {
+  return Buffer.from(id.replace(/-/g, ''), 'hex');
+}
+
 let badPeers = 0;
 /** Alternately: a UUID message of 5 bytes; a good UUID then a 20,000-byte audio frame. The daemon must close. */
 async function badPeer(ctx: LifecycleContext): Promise<void> {
-  const bytes =
-    badPeers++ % 2 === 0
-      ? encodeMessage(KIND_UUID, Buffer.from([1, 2, 3, 4, 5]))
-      : Buffer.concat([encodeMessage(KIND_UUID, Buffer.alloc(16, 7)), encodeMessage(KIND_AUDIO_8K, Buffer.alloc(20_000))]);
+  // A fresh UUID each time: the oversized frame then reaches a live call (a known id would be refused first).
+  const id = randomUUID();
+  const oversized = badPeers++ % 2 === 1;
+  if (oversized) ctx.ids.push(id);
+  const bytes = oversized
+    ? Buffer.concat([encodeMessage(KIND_UUID, uuidBytes(id)), encodeMessage(KIND_AUDIO_8K, Buffer.alloc(20_000))])
+    : encodeMessage(KIND_UUID, Buffer.from([1, 2, 3, 4, 5]));
   const socket = connect({ host: '127.0.0.1', port: ctx.audiosocketPort });
   socket.on('error', () => undefined);
   socket.on('data', () => undefined);
