@@ -17,9 +17,9 @@ import { waitNoCalls } from './calls.js';
 import { BenchDaemon, ROOT, metric, type MetricSamples } from './lib/daemon.js';
 import { startFakes, type Fakes } from './lib/fakes.js';
 import { load, machineInfo } from './lib/machine.js';
-import { lineChart } from './lib/png.js';
 import { createBenchServices } from './lib/services.js';
 import { SoakBroker } from './soak-broker.js';
+import { soakChart } from './soak-chart.js';
 import { FAIL_MARKER, MIX, runLifecycle, type LifecycleContext, type LifecycleKind, type LifecycleStats } from './soak-lifecycles.js';
 import { SoakSampler, median, resourceSample, slopePer1000, type GcPoint, type ResourceSample } from './soak-sampler.js';
 
@@ -323,27 +323,8 @@ async function main(): Promise<void> {
       daemonOutputTail: d.output.slice(-2000),
     };
     await writeFile(o.out, `${JSON.stringify(result, null, 1)}\n`);
-    const pts = (y: (p: GcPoint) => number): Array<[number, number]> => sampler.gcPoints.map((p) => [p.lifecycles, y(p) / MiB]);
+    await writeFile(o.png, soakChart(result));
     const v = result.verdicts;
-    await writeFile(
-      o.png,
-      lineChart({
-        title: `SOAK: ${done} CALL LIFECYCLES, ${o.concurrency} AT A TIME, ${(seconds / 60).toFixed(0)} MIN\nAFTER WARM-UP: RSS SLOPE ${v.rssSlopeMiBPer1000.toFixed(3)} MIB PER 1000, HEAP ${v.heapGrowthMiB >= 0 ? '+' : ''}${v.heapGrowthMiB.toFixed(2)} MIB`,
-        xMax: done,
-        xLabel: 'LIFECYCLES COMPLETED (ONE POINT PER MAJOR GC OF THE DAEMON: THE LOWEST HEAP SEEN BEFORE THE NEXT)',
-        markers: o.warmUp > 0 ? [{ x: o.warmUp, label: 'END OF WARM-UP' }] : [],
-        panels: [
-          { label: 'MIB', series: [{ name: 'RSS', color: [200, 40, 40], points: pts((p) => p.rssBytes) }, { name: 'RSS ANON', color: [230, 140, 30], points: pts((p) => p.rssAnonBytes) }] },
-          {
-            label: 'MIB',
-            series: [
-              { name: 'HEAP (OLD GEN)', color: [40, 90, 200], points: pts((p) => p.heapOldBytes) },
-              { name: 'EXTERNAL', color: [40, 160, 90], points: pts((p) => p.externalBytes) },
-            ],
-          },
-        ],
-      }),
-    );
     log(`RSS slope after warm-up ${v.rssSlopeMiBPer1000.toFixed(3)} MiB/1000 (anon ${v.rssAnonSlopeMiBPer1000.toFixed(3)}); RSS ${v.rssFirstTenthMiB.toFixed(1)} → ${v.rssLastTenthMiB.toFixed(1)} MiB`);
     log(`heap (old gen) ${v.heapFirstTenthMiB.toFixed(1)} → ${v.heapLastTenthMiB.toFixed(1)} MiB (slope ${v.heapSlopeMiBPer1000.toFixed(3)}); external slope ${v.externalSlopeMiBPer1000.toFixed(3)}`);
     log(`V8 committed slope ${v.v8CommittedSlopeMiBPer1000.toFixed(3)}, native (RSS − V8 committed) slope ${v.nativeSlopeMiBPer1000.toFixed(3)} MiB/1000; every 15 s: ${JSON.stringify(v.sampled)}`);
