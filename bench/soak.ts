@@ -3,7 +3,7 @@
 // from outside (bench/soak-sampler.ts). Writes the samples and the verdicts as JSON and draws RSS and heap against
 // lifecycles as a PNG.
 //
-// Flags: --count N (100000) --minutes M (60: no lifecycle starts after that) --concurrency C (48)
+// Flags: --count N (100000) --minutes M (60: no lifecycle starts after that) --concurrency C (64)
 //        --warm-up W (10000) --out FILE (bench/soak-results.json) --png FILE (bench/soak.png)
 //        --daemon-env K=V (repeatable: e.g. MALLOC_ARENA_MAX=2, LD_PRELOAD=…) --sample-ms MS (250)
 //        --mix voice,text,… (only these kinds, for attribution; default the whole mix) --node-arg FLAG (repeatable)
@@ -42,7 +42,7 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     count: 100_000,
     minutes: 60,
-    concurrency: 48,
+    concurrency: 64,
     warmUp: 10_000,
     out: resolve(ROOT, 'bench/soak-results.json'),
     png: resolve(ROOT, 'bench/soak.png'),
