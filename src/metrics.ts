@@ -1,5 +1,6 @@
 // Every Prometheus metric of the daemon, on its own registry (SPEC §12). Names keep the old service's spelling.
 
+import { getHeapStatistics } from 'node:v8';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const PREFIX = 'pipecat_manager_';
@@ -181,6 +182,20 @@ export class Metrics {
     help: 'Peer input dropped by a rate limit, by kind (dtmf)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
+  });
+
+  // Native memory attribution (issue 16): what process.memoryUsage() and V8 know beyond the default metrics.
+  readonly processMemoryBytes = new Gauge({
+    name: `${PREFIX}process_memory_bytes`,
+    help: 'Memory of the main thread by kind: array_buffers (incl. the resampler modules), external, v8_malloced',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+    collect() {
+      const m = process.memoryUsage();
+      this.set({ kind: 'array_buffers' }, m.arrayBuffers);
+      this.set({ kind: 'external' }, m.external);
+      this.set({ kind: 'v8_malloced' }, getHeapStatistics().malloced_memory);
+    },
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
