@@ -88,7 +88,7 @@ export function buildScript(seconds: number): CallScript {
  * indices into `frames`. The daemon's VAD stream starts at the first frame after its pipeline is up, so the
  * caller passes the script from that frame on: the window alignment, and so every decision, depends on it.
  */
-export async function simulateVad(frames: readonly Buffer[], quality: ResamplerQuality): Promise<VadTurn[]> {
+export async function simulateVad(frames: readonly Buffer[], quality: ResamplerQuality, libsamplerate = false): Promise<VadTurn[]> {
   const starts: number[] = [];
   const stops: number[] = [];
   const vad = await SileroVad.create({
@@ -96,7 +96,7 @@ export async function simulateVad(frames: readonly Buffer[], quality: ResamplerQ
     onSpeechStart: (at) => starts.push(at),
     onSpeechStop: (at) => stops.push(at),
   });
-  const up = await Resampler.create(8000, 16000, quality);
+  const up = await Resampler.create(8000, 16000, quality, { libsamplerate });
   // The daemon's VadProcessor leaves out the first `lead` samples of the stream (vadLeadSamples): so does this.
   const lead = vadLeadFor(up);
   let skip = lead;

@@ -2,6 +2,7 @@
 // reads from outside it: /metrics, /proc/<pid>/stat (CPU), /proc/<pid>/status (RSS), /proc/<pid>/fd (handles).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,11 @@ export class BenchDaemon {
     readonly metricsPort: number,
     private readonly cwd: string,
     readonly exited: Promise<number | null>,
+    /**
+     * Whether this build upsamples 8 → 16 kHz with the dedicated half-band filter (builds before it used
+     * libsamplerate): the offline VAD that judges its turns must hear the same 16 kHz audio it did.
+     */
+    readonly halfband: boolean,
   ) {
     child.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-20_000);
@@ -88,7 +94,8 @@ export class BenchDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    const d = new BenchDaemon(child, child.pid ?? 0, audiosocketPort, httpPort, metricsPort, cwd, exited);
+    const halfband = existsSync(join(resolve(ROOT, options.dist ?? 'dist'), 'audio', 'halfband-resampler.js'));
+    const d = new BenchDaemon(child, child.pid ?? 0, audiosocketPort, httpPort, metricsPort, cwd, exited, halfband);
     const deadline = Date.now() + 60_000;
     let dead = false;
     void exited.then(() => (dead = true));
