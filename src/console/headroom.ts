@@ -4,7 +4,7 @@
 // and stops after IDLE_STOP_MS without one, so an instance nobody watches pays nothing.
 
 import { cpus, type CpuInfo } from 'node:os';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { LoopDelaySampler } from '../admission.js';
 import type { Metrics } from '../metrics.js';
 
 export const SAMPLE_MS = 2_000;
@@ -89,7 +89,7 @@ function coreBusy(prev: CpuInfo[], now: CpuInfo[]): number[] {
 export class HeadroomSampler {
   private readonly ring: HeadroomSample[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private loop: IntervalHistogram | null = null;
+  private loop: LoopDelaySampler | null = null;
   private lastAsked = 0;
   private prev: { wall: number; cpu: NodeJS.CpuUsage; cores: CpuInfo[]; late: Buckets | null } | null = null;
   private sampling = false;
@@ -119,7 +119,8 @@ export class HeadroomSampler {
 
   private start(): void {
     if (this.timer !== null) return;
-    this.loop = monitorEventLoopDelay({ resolution: 10 });
+    // Beyond the sampler's own period, as admission reads it (the raw histogram would add 10 ms to every figure).
+    this.loop = new LoopDelaySampler(10);
     this.loop.enable();
     this.prev = null;
     void this.sample();
@@ -151,7 +152,7 @@ export class HeadroomSampler {
       this.prev = { wall, cpu, cores, late };
       if (prev === null) return;
       const used = cpu.user - prev.cpu.user + cpu.system - prev.cpu.system;
-      const loopP99 = this.loop === null ? 0 : this.loop.percentile(99) / 1e6;
+      const loopP99 = this.loop === null ? 0 : this.loop.percentileMs(99);
       this.loop?.reset();
       const { admitted, refused } = this.sources.admission();
       this.ring.push({
