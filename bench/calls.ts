@@ -266,6 +266,8 @@ async function addedLatency(
   quality: ResamplerQuality,
   /** The daemon's 8 → 16 kHz path: the half-band filter, or libsamplerate (older builds). */
   halfband: boolean,
+  /** Whether the daemon's VAD leaves the model out on long quiet stretches (older builds: never). */
+  skipsQuiet: boolean,
 ): Promise<{
   latencies: number[];
   latenciesSteady: number[];
@@ -312,7 +314,7 @@ async function addedLatency(
   };
   const lastSent = Math.max(0, ...res.calls.map((c) => c.sentAt.length));
   for (const [start, group] of byStart) {
-    const vad = shiftTurns(await simulateVad(script.frames.slice(start, lastSent), quality, !halfband), start);
+    const vad = shiftTurns(await simulateVad(script.frames.slice(start, lastSent), quality, !halfband, skipsQuiet), start);
     for (const pair of pairTurns(script, vad)) {
       for (const c of group) {
         const startAt = pair.vad === null ? undefined : c.sentAt[pair.vad.startFrame];
@@ -424,7 +426,7 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
   const loadedRss = mean(rssSamples);
   const ms = (x: number): number => x * 1000;
   o.log('  simulating the daemon\'s VAD offline for each stream start…');
-  const turns = await addedLatency(script, res, conns, o.quality, daemon.halfband);
+  const turns = await addedLatency(script, res, conns, o.quality, daemon.halfband, daemon.skipsQuiet);
   const result: CallsResult = {
     calls: live,
     measuredSeconds: windowS,

@@ -7,7 +7,8 @@
 // --capacity-max N (800) --capacity-seconds S (10 per point) --capacity-budget S (150 per build)
 // --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
 // --quiet-wait S (60: how long to wait for other work to calm down) --profile (daemon --cpu-prof) --out FILE
-// --daemon-log FILE (the tail of what the daemon printed at warn).
+// --daemon-log FILE (the tail of what the daemon printed at warn) --daemon-env NAME=VALUE (extra daemon setting,
+// repeatable, for every daemon of the run: e.g. DSP_WORKERS=0).
 
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { getPriority, setPriority, tmpdir } from 'node:os';
@@ -44,6 +45,8 @@ interface Options {
   /** Seconds to wait for a quiet machine before load is measured. */
   quietWait: number;
   daemonLog: string;
+  /** Extra daemon environment (`--daemon-env NAME=VALUE`, repeatable): e.g. DSP_WORKERS=0 to compare settings. */
+  daemonEnv: Record<string, string>;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -63,6 +66,7 @@ function parseArgs(argv: string[]): Options {
     capacityBudget: 150,
     quietWait: 60,
     daemonLog: '',
+    daemonEnv: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -116,10 +120,17 @@ function parseArgs(argv: string[]): Options {
       case '--daemon-log':
         o.daemonLog = next();
         break;
+      case '--daemon-env': {
+        const v = next();
+        const eq = v.indexOf('=');
+        if (eq < 1) throw new Error(`--daemon-env takes NAME=VALUE, got ${v}`);
+        o.daemonEnv[v.slice(0, eq)] = v.slice(eq + 1);
+        break;
+      }
       default:
         throw new Error(
           `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc,setup,turns --calls N --seconds S --churn N ` +
-            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --profile --out FILE --daemon-log FILE)',
+            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --daemon-env NAME=VALUE --profile --out FILE --daemon-log FILE)',
         );
     }
   }
@@ -260,6 +271,7 @@ async function main(): Promise<void> {
       RESAMPLER_QUALITY: o.quality,
       ...FIXED_TURNS,
       ...fakes.env,
+      ...o.daemonEnv,
     };
     const withDaemon = async <T>(dist: string, env: Record<string, string>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> => {
       const d = await BenchDaemon.start({ env: { ...baseEnv, ...env }, dist });
@@ -333,6 +345,7 @@ async function main(): Promise<void> {
           RESAMPLER_QUALITY: o.quality,
           ...FIXED_TURNS,
           ...fakes.env,
+          ...o.daemonEnv,
         },
         nodeArgs: o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
         dist: o.dist,

@@ -88,11 +88,12 @@ export function buildScript(seconds: number): CallScript {
  * indices into `frames`. The daemon's VAD stream starts at the first frame after its pipeline is up, so the
  * caller passes the script from that frame on: the window alignment, and so every decision, depends on it.
  */
-export async function simulateVad(frames: readonly Buffer[], quality: ResamplerQuality, libsamplerate = false): Promise<VadTurn[]> {
+export async function simulateVad(frames: readonly Buffer[], quality: ResamplerQuality, libsamplerate = false, skipQuietWindows = true): Promise<VadTurn[]> {
   const starts: number[] = [];
   const stops: number[] = [];
   const vad = await SileroVad.create({
     params: { ...DEFAULT_VAD_PARAMS },
+    skipQuietWindows,
     onSpeechStart: (at) => starts.push(at),
     onSpeechStop: (at) => stops.push(at),
   });

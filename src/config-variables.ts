@@ -74,6 +74,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['WEBSOCKET_MAX_CONNECTIONS', '0', 'Open WebSocket connections at most; 0 = derived from the nofile limit'],
   ['MAX_CALLS', '0', 'Hard cap on live calls on this instance (0 = none); beyond it new calls are refused'],
   ['DSP_WORKERS', '', 'Worker threads for VAD inference (unset = one per core beyond the first; 0 = main thread)'],
+  ['STT_CHUNK_MS', '100', 'Caller audio goes to the STT in messages of up to this many ms (sent at once at every VAD onset, pause and stop); 20 = every wire frame as it comes'],
   ['DSP_WORKER_NICE', '10', 'Nice value of the DSP worker threads (Linux, per thread; 0 = as the process): the main thread\'s 20 ms clock and sockets go first when the cores are busy'],
   ['ADMISSION_CONTROL', 'off', 'on: also stop taking calls (leave the shared queue, /readyz 503) when the measured headroom runs out; off: only the MAX_CALLS cap'],
 ];

@@ -91,6 +91,8 @@ export interface Config {
   dspWorkers: number | null;
   /** Nice value of the DSP worker threads (0: as the process). */
   dspWorkerNice: number;
+  /** Caller audio per STT message (ms). */
+  sttChunkMs: number;
   /** Refuse new calls when headroom runs out (event loop, clock, workers, CPU); MAX_CALLS applies either way. */
   admissionControl: boolean;
 }
@@ -323,6 +325,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     maxCalls: int('MAX_CALLS', 0, 1_000_000),
     dspWorkers: get('DSP_WORKERS').trim() === '' ? null : int('DSP_WORKERS', 0, 64),
     dspWorkerNice: int('DSP_WORKER_NICE', 0, 19),
+    sttChunkMs: int('STT_CHUNK_MS', 0, 1000),
     admissionControl: onOff('ADMISSION_CONTROL'),
   };
   // call-manager is only reachable over RabbitMQ: a production setting must never run half-embedded.

@@ -2,7 +2,7 @@
 // reads from outside it: /metrics, /proc/<pid>/stat (CPU), /proc/<pid>/status (RSS), /proc/<pid>/fd (handles).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -59,6 +59,8 @@ export class BenchDaemon {
      * libsamplerate): the offline VAD that judges its turns must hear the same 16 kHz audio it did.
      */
     readonly halfband: boolean,
+    /** Whether this build's VAD leaves the model out on long quiet stretches (src/providers/vad/silero.ts). */
+    readonly skipsQuiet: boolean,
   ) {
     child.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-20_000);
@@ -94,8 +96,11 @@ export class BenchDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    const halfband = existsSync(join(resolve(ROOT, options.dist ?? 'dist'), 'audio', 'halfband-resampler.js'));
-    const d = new BenchDaemon(child, child.pid ?? 0, audiosocketPort, httpPort, metricsPort, cwd, exited, halfband);
+    const distDir = resolve(ROOT, options.dist ?? 'dist');
+    const halfband = existsSync(join(distDir, 'audio', 'halfband-resampler.js'));
+    const sileroJs = join(distDir, 'providers', 'vad', 'silero.js');
+    const skipsQuiet = existsSync(sileroJs) && readFileSync(sileroJs, 'utf8').includes('QUIET_MODEL_WINDOWS');
+    const d = new BenchDaemon(child, child.pid ?? 0, audiosocketPort, httpPort, metricsPort, cwd, exited, halfband, skipsQuiet);
     const deadline = Date.now() + 60_000;
     let dead = false;
     void exited.then(() => (dead = true));

@@ -51,6 +51,7 @@ export class PipelineStarter {
             ? { provider: providers.ttsProvider(row.tts_type), voiceId: row.tts_voice_id || config.defaults.ttsVoiceId, language: row.tts_language }
             : null,
         vad: call.vadConfig,
+        sttChunkMs: config.sttChunkMs,
         turns: {
           falseInterruptionSecs: call.vadConfig.false_interruption_secs ?? config.turns.falseInterruptionSecs,
           minStopSecs: call.vadConfig.min_stop_secs ?? config.turns.minStopSecs,

@@ -81,9 +81,24 @@ export class VadProcessor extends FrameProcessor {
   }
 }
 
-/** Streams caller audio to the STT for the whole call and turns its results into transcription frames. */
+/**
+ * Streams caller audio to the STT for the whole call and turns its results into transcription frames.
+ *
+ * Audio goes out in chunks of `chunkSamples` (16 kHz) rather than one message per 20 ms wire frame: every message
+ * is a WebSocket frame and a socket write, the largest share of the main thread's time per call. Whatever is
+ * buffered goes out at once when a VAD event passes (onset, pause, stop: the moments the STT's endpointing and
+ * the turn wait for), before anything else reaches the STT, and on close, so the only delay is inside speech,
+ * where interim results come at most one chunk later. `chunkSamples` ≤ one frame sends every frame as it comes.
+ */
 export class SttProcessor extends FrameProcessor {
   private stream: SttStream | null = null;
+  private pending: Int16Array;
+  private filled = 0;
+
+  constructor(chunkSamples = 0) {
+    super();
+    this.pending = new Int16Array(Math.max(0, Math.floor(chunkSamples)));
+  }
 
   attach(stream: SttStream): void {
     this.stream = stream;
@@ -99,13 +114,40 @@ export class SttProcessor extends FrameProcessor {
 
   process(frame: Frame, direction: Direction): void {
     if (direction === 'down' && frame.type === 'audio_in') {
-      this.stream?.write(frame.pcm);
+      this.write(frame.pcm);
       return;
     }
+    if (direction === 'down') this.flush();
     this.push(frame, direction);
   }
 
+  /** Sends what is buffered. A new buffer follows: a stream may keep the chunk (a reconnect backlog, a queue). */
+  flush(): void {
+    if (this.filled === 0) return;
+    const chunk = this.pending.subarray(0, this.filled);
+    this.pending = new Int16Array(this.pending.length);
+    this.filled = 0;
+    this.stream?.write(chunk);
+  }
+
+  private write(pcm: Int16Array): void {
+    const cap = this.pending.length;
+    if (cap <= pcm.length && this.filled === 0) {
+      this.stream?.write(pcm);
+      return;
+    }
+    let i = 0;
+    while (i < pcm.length) {
+      const n = Math.min(cap - this.filled, pcm.length - i);
+      this.pending.set(pcm.subarray(i, i + n), this.filled);
+      this.filled += n;
+      i += n;
+      if (this.filled === cap) this.flush();
+    }
+  }
+
   override async close(): Promise<void> {
+    this.flush();
     const s = this.stream;
     this.stream = null;
     await s?.close();

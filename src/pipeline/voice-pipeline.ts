@@ -42,6 +42,8 @@ export interface VoicePipelineOptions {
   /** TTS for calls with media and a tts_type. */
   tts: { provider: TtsProvider; voiceId: string; language: string } | null;
   vad: VadParams;
+  /** Caller audio per STT message (ms; default one wire frame, 20): see SttProcessor. */
+  sttChunkMs?: number;
   /** Reversible barge-in, adaptive endpointing and preemptive generation (issue 13); absent: classic turns. */
   turns?: TurnSettings;
   createVad(
@@ -94,6 +96,8 @@ interface Parts {
   output: SwitchableResampler | null;
   options: VoicePipelineOptions;
   tracker: TurnTracker;
+  /** Sends the caller audio the STT processor still buffers (before the providers are cancelled). */
+  flushInput: () => void;
 }
 
 export class VoicePipeline {
@@ -144,6 +148,7 @@ export class VoicePipeline {
       const processors: FrameProcessor[] = [];
       let inputResampler: Resampler | null = null;
       let vadProgress: { analysed(): number } | undefined;
+      let flushInput = (): void => undefined;
       const hasMedia = o.sink !== null;
       const hasInput = o.stt !== null && hasMedia;
       const audioOut = o.tts !== null && hasMedia;
@@ -172,7 +177,7 @@ export class VoicePipeline {
         vadProc.attach(detector);
         vadProgress = progressOf(detector);
         opened.push(() => vadProc.close());
-        const sttProc = new SttProcessor();
+        const sttProc = new SttProcessor(Math.round(((o.sttChunkMs ?? 20) * PIPELINE_RATE) / 1000));
         let fatal = false;
         const stream = await o.stt.provider.open({
           language: o.stt.language,
@@ -188,6 +193,7 @@ export class VoicePipeline {
           onError: (err) => o.observer.providerError('stt', o.stt?.provider.name ?? 'stt', err),
         });
         sttProc.attach(stream);
+        flushInput = () => sttProc.flush();
         opened.push(() => sttProc.close());
         processors.push(vadProc, sttProc);
       }
@@ -227,7 +233,7 @@ export class VoicePipeline {
         if (direction === 'up' && frame.type === 'end_call') o.onEndCall(frame.reason);
       };
       const pipeline = new Pipeline(processors, exit);
-      return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o, tracker });
+      return new VoicePipeline({ pipeline, opened, abort, hasInput, hasAudioOut: audioOut, inputResampler, output: outputResampler, options: o, tracker, flushInput });
     } catch (err) {
       abort.abort(err);
       if (ttsOpening !== null) opened.push(async () => (await ttsOpening)?.close());
@@ -326,6 +332,8 @@ export class VoicePipeline {
   /** Cancels every provider request and closes everything, in order. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      // The caller's last words reach the STT before its stream is told the call ended.
+      this.parts.flushInput();
       this.parts.abort.abort(new Error('the pipeline is closing'));
       await this.rateSwitch;
       await this.parts.pipeline.close();

@@ -312,3 +312,60 @@ describe('Pipeline assembly', () => {
     expect(exits).toHaveLength(1);
   });
 });
+
+describe('SttProcessor chunking', () => {
+  /** A stream that records each write as a copy (what went out as one STT message). */
+  const recordingStream = (): { writes: Int16Array[]; closed: boolean; write(pcm: Int16Array): void; close(): Promise<void> } => ({
+    writes: [],
+    closed: false,
+    write(pcm: Int16Array) {
+      this.writes.push(Int16Array.from(pcm));
+    },
+    close() {
+      this.closed = true;
+      return Promise.resolve();
+    },
+  });
+  const frame = (start: number, n = 320): Int16Array => Int16Array.from({ length: n }, (_, i) => (start + i) % 30000);
+
+  it('sends caller audio in chunks, at once at a VAD event and on close, losing and reordering nothing', async () => {
+    const stt = new SttProcessor(1600); // 100 ms at 16 kHz
+    const stream = recordingStream();
+    stt.attach(stream);
+    const seen: Frame[] = [];
+    class Tail extends FrameProcessor {
+      process(f: Frame): void {
+        seen.push(f);
+      }
+    }
+    new Pipeline([stt, new Tail()], () => undefined);
+    let at = 0;
+    for (let i = 0; i < 7; i++, at += 320) stt.process({ type: 'audio_in', pcm: frame(at) }, 'down');
+    // 7 frames = 2240 samples: one full chunk so far, 640 samples held.
+    expect(stream.writes.map((w) => w.length)).toEqual([1600]);
+    stt.process({ type: 'user_paused' }, 'down');
+    expect(stream.writes.map((w) => w.length)).toEqual([1600, 640]);
+    expect(seen).toEqual([{ type: 'user_paused' }]); // the event goes on, after the audio went out
+    for (let i = 0; i < 3; i++, at += 320) stt.process({ type: 'audio_in', pcm: frame(at) }, 'down');
+    expect(stream.writes).toHaveLength(2);
+    await stt.close();
+    expect(stream.closed).toBe(true);
+    expect(stream.writes.map((w) => w.length)).toEqual([1600, 640, 960]);
+    const all = new Int16Array(at);
+    let pos = 0;
+    for (const w of stream.writes) {
+      all.set(w, pos);
+      pos += w.length;
+    }
+    expect(all).toEqual(frame(0, at));
+  });
+
+  it('chunk of one frame or less: every frame goes out as it comes', () => {
+    const stt = new SttProcessor(0);
+    const stream = recordingStream();
+    stt.attach(stream);
+    stt.process({ type: 'audio_in', pcm: frame(0) }, 'down');
+    stt.process({ type: 'audio_in', pcm: frame(320) }, 'down');
+    expect(stream.writes.map((w) => w.length)).toEqual([320, 320]);
+  });
+});

@@ -155,3 +155,43 @@ describe('SileroVad on DSP worker threads', () => {
     }
   });
 });
+
+describe('SileroPool coalescing', () => {
+  it("calls whose windows complete at different moments still share model runs when a shard serves many", async () => {
+    const { SileroPool } = await import('../../src/providers/vad/silero-pool.js');
+    const pool = await SileroPool.start(0);
+    try {
+      const leases = Array.from({ length: 32 }, () => pool.lease());
+      const window = new Float32Array(512).fill(0.01);
+      for (let round = 0; round < 5; round++) {
+        // Each call's window arrives in an event-loop turn of its own, as socket reads do.
+        await Promise.all(
+          leases.map(
+            (lease, k) =>
+              new Promise<void>((resolve, reject) => {
+                let hops = k;
+                const go = (): void => {
+                  if (hops-- > 0) {
+                    setImmediate(go);
+                    return;
+                  }
+                  lease.infer(window, 1, new Float32Array(256)).then(() => resolve(), reject);
+                };
+                go();
+              }),
+          ),
+        );
+      }
+      const { batches, windows } = pool.stats();
+      expect(windows).toBe(160);
+      expect(windows / batches).toBeGreaterThan(3);
+      for (const l of leases) l.release();
+      // One call alone is never held back for company: each window is its own run.
+      const alone = pool.lease();
+      for (let i = 0; i < 3; i++) await alone.infer(window, 1, new Float32Array(256));
+      expect(pool.stats().batches - batches).toBe(3);
+    } finally {
+      await pool.close();
+    }
+  });
+});

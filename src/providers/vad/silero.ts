@@ -3,13 +3,15 @@
 // Inference runs on the DSP worker threads of silero-pool.ts, batched across the calls of each worker; the
 // windowing, loudness and the turn state machine stay here (a few µs per window).
 
-import { availableParallelism } from 'node:os';
 import { VAD_WINDOW_SAMPLES, STATE_SIZE } from './silero-model.js';
-import { SileroPool, type VadLease, type VadPoolStats } from './silero-pool.js';
+import type { SileroPool, VadLease, VadPoolStats } from './silero-pool.js';
+import { holdPool, loadPool, releasePool, runningPool, startedPool, type VadPoolOptions } from './shared-pool.js';
 import { MAX_WINDOWS_PER_JOB } from './silero-shards.js';
+import { SpeechStateMachine, type VadState } from './speech-states.js';
 
 export { VAD_WINDOW_SAMPLES } from './silero-model.js';
 export { DspWorkerCrashedError } from './silero-pool.js';
+export { defaultDspWorkers, type VadPoolOptions } from './shared-pool.js';
 
 export interface VadParams {
   /** Silero speech probability a window needs to count as speech. */
@@ -30,7 +32,7 @@ export const DEFAULT_VAD_PARAMS: Readonly<VadParams> = Object.freeze({
   min_volume: 0.6,
 });
 
-export type VadState = 'quiet' | 'starting' | 'speaking' | 'stopping';
+export type { VadState } from './speech-states.js';
 
 export interface SileroVadOptions {
   params?: Partial<VadParams>;
@@ -58,45 +60,30 @@ export interface SileroVadOptions {
   onError?: (err: Error) => void;
   /** Backlog of un-analysed audio beyond which the oldest windows are dropped. Default 1 s. */
   maxBacklogSamples?: number;
+  /**
+   * Default true: a window whose smoothed loudness is under `min_volume` is non-speech whatever the model says, so
+   * beyond the first QUIET_MODEL_WINDOWS of a quiet stretch it is decided without running the model. false runs the
+   * model on every window (for comparisons).
+   */
+  skipQuietWindows?: boolean;
 }
 
 const SAMPLE_RATE = 16_000;
 const WINDOW_SECS = VAD_WINDOW_SAMPLES / SAMPLE_RATE;
 /** Pipecat's volume smoothing factor; here applied only when the volume falls (see `windowVolume`). */
 const VOLUME_RELEASE = 0.2;
-
-export interface VadPoolOptions {
-  /** DSP worker threads running the model; 0 runs it on the main thread. Default: one per spare core. */
-  workers?: number | undefined;
-  /** A worker died (it is replaced; the calls whose windows it was running get onError). */
-  onWorkerCrash?: (detail: string) => void;
-  /** Nice value of the worker threads (Linux, per thread): > 0 lets the main thread's clock and I/O go first. */
-  workerNice?: number;
-}
-
-/** One worker per core beyond the main thread's, at least one. */
-export function defaultDspWorkers(): number {
-  return Math.max(1, availableParallelism() - 1);
-}
-
-/** The process's one pool (see silero-pool.ts), shared by every SileroVad; held by `preload` callers. */
-let sharedPool: Promise<SileroPool> | undefined;
-let currentPool: SileroPool | undefined;
-let holders = 0;
-
-function loadPool(options: VadPoolOptions = {}): Promise<SileroPool> {
-  sharedPool ??= SileroPool.start(options.workers ?? defaultDspWorkers(), options.onWorkerCrash, options.workerNice ?? 0).then(
-    (pool) => {
-      currentPool = pool;
-      return pool;
-    },
-    (err: unknown) => {
-      sharedPool = undefined; // let a later call retry instead of caching the failure forever
-      throw err;
-    },
-  );
-  return sharedPool;
-}
+/**
+ * A window under `min_volume` is non-speech whatever the model says. The model still runs on the first
+ * QUIET_MODEL_WINDOWS (0.5 s) of a quiet stretch, so its recurrent state follows the audio from speech into the
+ * quiet as on every window; then it is left out until the audio is loud again. Before the first loud window the
+ * model re-runs the last QUIET_REPLAY_WINDOWS skipped windows (still in the ring; their decisions stand) to bring
+ * its state up to the present: a state merely frozen made onsets after long digital silence that the full model
+ * did not. Measured on Asterisk prompts with gaps of digital silence and of noise floors under the gate
+ * (test/unit/vad-quiet.test.ts): the same onsets, starts and stops as the model on every window, at most one
+ * window (32 ms) apart; the bench script's callers skip ≈ 40 % of their windows, a listening caller most of them.
+ */
+export const QUIET_MODEL_WINDOWS = 16;
+export const QUIET_REPLAY_WINDOWS = 8;
 
 /**
  * Loudness of one window on Pipecat's scale: Pipecat takes the integrated loudness (LUFS) of the int16-scaled
@@ -118,28 +105,33 @@ export function windowVolume(window: Float32Array): number {
 export class SileroVad {
   private readonly lease: VadLease;
   private readonly params: Readonly<VadParams>;
-  private readonly startWindows: number;
-  private readonly stopWindows: number;
-  /** Windows of non-speech that make a pause (0: none reported). */
-  private readonly pauseWindows: number;
-  /** onSpeechPause fired for the current stretch of non-speech. */
-  private paused = false;
+  private readonly machine: SpeechStateMachine;
   private readonly options: SileroVadOptions;
   /** Ring of un-analysed samples, indexed by absolute stream position modulo its length. */
   private readonly ring: Int16Array;
   /** The windows of the request in flight, and their smoothed loudness. */
   private readonly windows = new Float32Array(MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES);
   private readonly volumes = new Float32Array(MAX_WINDOWS_PER_JOB);
+  /** 1 where a window of the request is decided without the model (see QUIET_MODEL_WINDOWS). */
+  private readonly skip = new Uint8Array(MAX_WINDOWS_PER_JOB);
   /** The model's recurrent state for this call (h then c), carried from window to window. */
   private readonly lstm = new Float32Array(STATE_SIZE);
   private written = 0;
   private read = 0;
   private volume = 0;
-  private run = 0;
-  private vadState: VadState = 'quiet';
   private running: Promise<void> | undefined;
+  /** analyse() has not returned yet (it may finish without awaiting: every window quiet). */
+  private busy = false;
   private dropped = 0;
   private analysed = 0;
+  /** Windows decided without the model, and the current run of windows under `min_volume`. */
+  private skipped = 0;
+  private quietRun = 0;
+  /** Windows skipped since the model last ran. */
+  private skippedRun = 0;
+  private replayed = 0;
+  private readonly replayWindows = new Float32Array(MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES);
+  private readonly skipQuiet: boolean;
   private closed = false;
   private failed = false;
 
@@ -151,16 +143,18 @@ export class SileroVad {
     }
     this.params = Object.freeze(params);
     // Pipecat rounds seconds to whole windows the same way (0.2 s → 6 windows, 0.8 s → 25).
-    this.startWindows = Math.round(params.start_secs / WINDOW_SECS);
-    this.stopWindows = Math.round(params.stop_secs / WINDOW_SECS);
+    const startWindows = Math.round(params.start_secs / WINDOW_SECS);
+    const stopWindows = Math.round(params.stop_secs / WINDOW_SECS);
     const pauseWindows = Math.max(1, Math.round((options.pauseSecs ?? 0) / WINDOW_SECS));
-    this.pauseWindows = (options.pauseSecs ?? 0) > 0 && pauseWindows < this.stopWindows ? pauseWindows : 0;
+    // Windows of non-speech that make a pause (0: none reported).
+    this.machine = new SpeechStateMachine(startWindows, stopWindows, (options.pauseSecs ?? 0) > 0 && pauseWindows < stopWindows ? pauseWindows : 0, options);
     const backlog = options.maxBacklogSamples ?? SAMPLE_RATE;
     if (!Number.isInteger(backlog) || backlog < VAD_WINDOW_SAMPLES) {
       throw new RangeError(`maxBacklogSamples must be a whole number ≥ ${VAD_WINDOW_SAMPLES}`);
     }
     this.ring = new Int16Array(backlog);
     this.lease = lease;
+    this.skipQuiet = options.skipQuietWindows ?? true;
   }
 
   /** Starts the shared pool on first use (prefer `preload` at startup), then costs only the per-call buffers. */
@@ -184,46 +178,35 @@ export class SileroVad {
    * Starts the DSP workers and loads the model in each, ahead of the first call (startup), and holds the pool
    * until the matching `shutdown`; the options of whoever starts the pool first decide its size.
    */
-  static async start(options: VadPoolOptions = {}): Promise<void> {
-    holders++;
-    try {
-      await loadPool(options);
-    } catch (err) {
-      holders--;
-      throw err;
-    }
+  static start(options: VadPoolOptions = {}): Promise<void> {
+    return holdPool(options);
   }
 
   /** Releases a `start`; the last holder stops the workers (pending inferences reject). */
-  static async shutdown(): Promise<void> {
-    if (holders === 0) return;
-    holders--;
-    if (holders > 0 || sharedPool === undefined) return;
-    const pool = sharedPool;
-    sharedPool = undefined;
-    currentPool = undefined;
-    await (await pool.catch(() => undefined))?.close();
+  static shutdown(): Promise<void> {
+    return releasePool();
   }
 
   /** The pool's load right now (undefined before it started): for admission control and the bench. */
   static poolStats(): VadPoolStats | undefined {
-    return currentPool?.stats();
+    return runningPool()?.stats();
   }
 
   /** For tests: the pool itself (undefined before it started). */
   static pool(): SileroPool | undefined {
-    return currentPool;
+    return runningPool();
   }
 
   /** Model runs and windows analysed by every call of the process so far (undefined before the model loaded). */
   static async batchStats(): Promise<{ batches: number; windows: number } | undefined> {
-    if (sharedPool === undefined) return undefined;
-    const { batches, windows } = (await sharedPool).stats();
+    const pool = startedPool();
+    if (pool === undefined) return undefined;
+    const { batches, windows } = (await pool).stats();
     return { batches, windows };
   }
 
   get state(): VadState {
-    return this.vadState;
+    return this.machine.state;
   }
 
   /** Windows skipped because inference fell more than `maxBacklogSamples` behind. */
@@ -231,9 +214,19 @@ export class SileroVad {
     return this.dropped;
   }
 
-  /** Windows run through the model so far. */
+  /** Windows decided so far (run through the model, or quiet). */
   get analysedWindows(): number {
     return this.analysed;
+  }
+
+  /** Windows decided without the model because they were under `min_volume`. */
+  get quietWindows(): number {
+    return this.skipped;
+  }
+
+  /** Skipped windows run through the model again (for its state only) when the audio got loud. */
+  get replayedWindows(): number {
+    return this.replayed;
   }
 
   /** Samples written so far: the stream position that `atSample` refers to. */
@@ -263,7 +256,9 @@ export class SileroVad {
     }
     this.written = end;
     if (this.running === undefined && this.written - this.read >= VAD_WINDOW_SAMPLES) {
-      this.running = this.analyse();
+      const run = this.analyse();
+      // An analysis that needed no model run has already finished here: nothing is left running.
+      this.running = this.busy ? run : undefined;
     }
   }
 
@@ -284,6 +279,7 @@ export class SileroVad {
    * (up to MAX_WINDOWS_PER_JOB), so a call that fell behind catches up in one round trip; never rejects.
    */
   private async analyse(): Promise<void> {
+    this.busy = true;
     try {
       while (!this.closed && this.written - this.read >= VAD_WINDOW_SAMPLES) {
         const at = this.read;
@@ -296,12 +292,34 @@ export class SileroVad {
           this.volumes[n] = this.smoothVolume(windowVolume(window));
         }
         this.read = at + count * VAD_WINDOW_SAMPLES;
-        // Nothing writes `windows` or `lstm` while the request that holds them is pending.
-        const probabilities = await this.lease.infer(this.windows, count, this.lstm);
-        for (let n = 0; n < count && !this.closed; n++) {
-          this.analysed++;
-          const speech = (probabilities[n] as number) >= this.params.confidence && (this.volumes[n] as number) >= this.params.min_volume;
-          this.step(speech, at + (n + 1) * VAD_WINDOW_SAMPLES);
+        for (let n = 0; n < count; n++) {
+          this.quietRun = (this.volumes[n] as number) < this.params.min_volume ? this.quietRun + 1 : 0;
+          this.skip[n] = this.skipQuiet && this.quietRun > QUIET_MODEL_WINDOWS ? 1 : 0;
+        }
+        for (let n = 0; n < count && !this.closed; ) {
+          if (this.skip[n] === 1) {
+            this.skipped++;
+            this.skippedRun++;
+            this.analysed++;
+            this.machine.step(false, at + (n + 1) * VAD_WINDOW_SAMPLES);
+            n++;
+            continue;
+          }
+          // The windows from n up to the next skipped one go to the model together.
+          let m = n + 1;
+          while (m < count && this.skip[m] === 0) m++;
+          if (this.skippedRun > 0) {
+            await this.replay(at + n * VAD_WINDOW_SAMPLES, Math.min(this.skippedRun, QUIET_REPLAY_WINDOWS));
+            this.skippedRun = 0;
+          }
+          // Nothing writes `windows` or `lstm` while the request that holds them is pending.
+          const probabilities = await this.lease.infer(this.windows.subarray(n * VAD_WINDOW_SAMPLES), m - n, this.lstm);
+          for (let k = n; k < m && !this.closed; k++) {
+            this.analysed++;
+            const speech = (probabilities[k - n] as number) >= this.params.confidence && (this.volumes[k] as number) >= this.params.min_volume;
+            this.machine.step(speech, at + (k + 1) * VAD_WINDOW_SAMPLES);
+          }
+          n = m;
         }
       }
     } catch (err: unknown) {
@@ -317,6 +335,31 @@ export class SileroVad {
       }
     } finally {
       this.running = undefined;
+      this.busy = false;
+    }
+  }
+
+  /**
+   * Brings the model's state up to stream position `end` after skipped windows: runs the `count` windows before it
+   * (still in the ring) and discards their probabilities, which are decided already (quiet).
+   */
+  private async replay(end: number, count: number): Promise<void> {
+    const capacity = this.ring.length;
+    // Only samples the ring still holds: it keeps the newest `capacity` samples written.
+    const oldest = Math.max(0, this.written - capacity);
+    let n = Math.min(count, Math.floor((end - oldest) / VAD_WINDOW_SAMPLES));
+    let from = end - n * VAD_WINDOW_SAMPLES;
+    while (n > 0 && !this.closed) {
+      const k = Math.min(n, MAX_WINDOWS_PER_JOB);
+      for (let w = 0; w < k; w++) {
+        const window = this.replayWindows.subarray(w * VAD_WINDOW_SAMPLES, (w + 1) * VAD_WINDOW_SAMPLES);
+        const start = from + w * VAD_WINDOW_SAMPLES;
+        for (let i = 0; i < VAD_WINDOW_SAMPLES; i++) window[i] = (this.ring[(start + i) % capacity] as number) / 32768;
+      }
+      await this.lease.infer(this.replayWindows, k, this.lstm);
+      this.replayed += k;
+      from += k * VAD_WINDOW_SAMPLES;
+      n -= k;
     }
   }
 
@@ -328,51 +371,5 @@ export class SileroVad {
   private smoothVolume(raw: number): number {
     this.volume = raw >= this.volume ? raw : this.volume + VOLUME_RELEASE * (raw - this.volume);
     return this.volume;
-  }
-
-  /** Pipecat's VAD state machine, one window at a time. */
-  private step(speech: boolean, atSample: number): void {
-    switch (this.vadState) {
-      case 'quiet':
-        if (speech) {
-          this.vadState = 'starting';
-          this.run = 1;
-          this.options.onSpeechOnset?.(atSample);
-        }
-        break;
-      case 'starting':
-        if (speech) this.run++;
-        else {
-          this.vadState = 'quiet';
-          this.options.onOnsetDropped?.(atSample);
-        }
-        break;
-      case 'speaking':
-        if (!speech) {
-          this.vadState = 'stopping';
-          this.run = 1;
-        }
-        break;
-      case 'stopping':
-        if (speech) {
-          this.vadState = 'speaking';
-          if (this.paused) {
-            this.paused = false;
-            this.options.onSpeechResume?.(atSample);
-          }
-        } else this.run++;
-        break;
-    }
-    if (this.vadState === 'starting' && this.run >= this.startWindows) {
-      this.vadState = 'speaking';
-      this.options.onSpeechStart?.(atSample);
-    } else if (this.vadState === 'stopping' && this.run >= this.stopWindows) {
-      this.vadState = 'quiet';
-      this.paused = false;
-      this.options.onSpeechStop?.(atSample);
-    } else if (this.vadState === 'stopping' && !this.paused && this.pauseWindows > 0 && this.run >= this.pauseWindows) {
-      this.paused = true;
-      this.options.onSpeechPause?.(atSample);
-    }
   }
 }
