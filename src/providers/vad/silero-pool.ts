@@ -5,7 +5,8 @@
 
 import { performance } from 'node:perf_hooks';
 import { SileroModel } from './silero-model.js';
-import { MainThreadShard, WorkerShard, type Shard, type ShardOwner, type VadPoolStats } from './silero-shards.js';
+import { MainThreadShard, type Shard, type ShardOwner, type VadPoolStats } from './silero-shards.js';
+import { WorkerShard } from './silero-worker-shard.js';
 
 export { DspWorkerCrashedError } from './silero-shards.js';
 export type { VadPoolStats };

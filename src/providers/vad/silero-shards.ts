@@ -2,10 +2,9 @@
 // workers. Each batches the windows of its calls that became ready in the same event-loop turn into one model run.
 
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 import { pollOutputClocks } from '../../audio/clock.js';
 import { STATE_SIZE, type SileroModel, VAD_WINDOW_SAMPLES } from './silero-model.js';
-import type { WorkerReply, WorkerRequest, WorkerSettings } from './silero-worker.js';
+import type { BatchBuffers } from './silero-worker.js';
 
 /** What a shard reports to its pool. */
 export interface ShardOwner {
@@ -14,9 +13,6 @@ export interface ShardOwner {
   ran(runs: number, windows: number, busyMs: number): void;
   crashed(detail: string): void;
 }
-
-/** A worker that does not end within this after `close` is terminated. */
-const CLOSE_TIMEOUT_MS = 5_000;
 
 /** Calls per batch: a model run of 64 windows costs ≈ 3 ms, short enough that no call's next window waits long. */
 const MAX_BATCH = 64;
@@ -72,22 +68,21 @@ export interface Job {
   reject: (err: unknown) => void;
 }
 
-interface Buffers {
-  counts: Int32Array;
-  windows: Float32Array;
-  states: Float32Array;
-  probabilities: Float32Array;
+export type Buffers = BatchBuffers;
+
+/** One batch's buffers, in plain memory, or in shared memory (for a worker's slots). */
+export function newBuffers(shared = false): Buffers {
+  const f32 = (n: number): Float32Array => (shared ? new Float32Array(new SharedArrayBuffer(n * 4)) : new Float32Array(n));
+  return {
+    counts: shared ? new Int32Array(new SharedArrayBuffer(MAX_BATCH * 4)) : new Int32Array(MAX_BATCH),
+    windows: f32(MAX_BATCH * MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES),
+    states: f32(MAX_BATCH * STATE_SIZE),
+    probabilities: f32(MAX_BATCH * MAX_WINDOWS_PER_JOB),
+  };
 }
 
-const newBuffers = (): Buffers => ({
-  counts: new Int32Array(MAX_BATCH),
-  windows: new Float32Array(MAX_BATCH * MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES),
-  states: new Float32Array(MAX_BATCH * STATE_SIZE),
-  probabilities: new Float32Array(MAX_BATCH * MAX_WINDOWS_PER_JOB),
-});
-
 /** Copies the jobs' windows, counts and states into a batch's buffers. */
-function pack(jobs: readonly Job[], buf: Buffers): void {
+export function pack(jobs: readonly Job[], buf: Buffers): void {
   let at = 0;
   jobs.forEach((job, j) => {
     buf.counts[j] = job.count;
@@ -98,7 +93,7 @@ function pack(jobs: readonly Job[], buf: Buffers): void {
 }
 
 /** Hands each job its probabilities (a copy: the buffer is reused) and its next recurrent state. */
-function unpack(jobs: readonly Job[], buf: Buffers): void {
+export function unpack(jobs: readonly Job[], buf: Buffers): void {
   let at = 0;
   jobs.forEach((job, j) => {
     job.state.set(buf.states.subarray(j * STATE_SIZE, (j + 1) * STATE_SIZE));
@@ -107,7 +102,7 @@ function unpack(jobs: readonly Job[], buf: Buffers): void {
   });
 }
 
-const windowsOf = (jobs: readonly Job[]): number => jobs.reduce((n, j) => n + j.count, 0);
+export const windowsOf = (jobs: readonly Job[]): number => jobs.reduce((n, j) => n + j.count, 0);
 
 /**
  * One model host (a worker thread, or the main thread) with its own queue and its share of the calls. The queue
@@ -160,8 +155,22 @@ export abstract class Shard {
     const jobs = this.queue;
     this.queue = [];
     this.queued = 0;
-    for (let i = 0; i < jobs.length; i += MAX_BATCH) this.send(jobs.slice(i, i + MAX_BATCH), this.free.pop() ?? newBuffers());
+    for (let i = 0; i < jobs.length; i += MAX_BATCH) {
+      const buf = this.takeBuffers();
+      if (buf === undefined) {
+        // Every batch slot is in a run: the rest waits for the next one to come back (it flushes again).
+        this.queue = jobs.slice(i);
+        this.queued = windowsOf(this.queue);
+        return;
+      }
+      this.send(jobs.slice(i, i + MAX_BATCH), buf);
+    }
   };
+
+  /** Buffers for the next batch; undefined when the host has none free right now. */
+  protected takeBuffers(): Buffers | undefined {
+    return this.free.pop() ?? newBuffers();
+  }
 
   /** No flush is pending any more (the host is closing). */
   protected cancelFlush(): void {
@@ -229,163 +238,3 @@ export class MainThreadShard extends Shard {
     return this.model.close();
   }
 }
-
-/**
- * The compiled worker next to this module. Run from sources (tsx, Vitest) the worker is a .ts file: a tiny
- * bootstrap registers tsx's loader inside the new thread first (loader hooks of the parent do not reach workers
- * on Node 20).
- */
-function startWorker(settings: WorkerSettings): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./silero-worker.js', import.meta.url), { workerData: settings });
-  const script = new URL('./silero-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`, { eval: true, workerData: settings });
-}
-
-export class WorkerShard extends Shard {
-  private worker!: Worker;
-  private isReady = false;
-  private loaded!: Promise<void>;
-  private nextId = 1;
-  private readonly inFlight = new Map<number, { jobs: Job[]; sentAt: number }>();
-  private closed = false;
-
-  constructor(
-    pool: ShardOwner,
-    private readonly settings: WorkerSettings,
-  ) {
-    super(pool);
-    this.spawn();
-  }
-
-  /** Resolves when the worker has loaded its model; rejects if it cannot. */
-  whenReady(): Promise<void> {
-    return this.loaded;
-  }
-
-  private spawn(): void {
-    const worker = startWorker(this.settings);
-    this.worker = worker;
-    this.isReady = false;
-    // The model load is the first thing the worker does; its answer is the first message.
-    this.loaded = new Promise((resolve, reject) => {
-      worker.on('message', (reply: WorkerReply) => {
-        if (reply.kind === 'ready') {
-          this.isReady = true;
-          this.holdProcess();
-          resolve();
-          if (this.queue.length > 0) this.flush();
-        } else if (reply.kind === 'load-failed') {
-          reject(new Error(`the DSP worker could not load the Silero model: ${reply.message}`));
-        } else {
-          this.reply(reply);
-        }
-      });
-      worker.on('error', (err) => {
-        reject(err);
-        this.crashed(err.message);
-      });
-      worker.on('exit', (code) => {
-        if (!this.closed) this.crashed(`exit code ${code}`);
-      });
-    });
-    // Nothing awaits `loaded` for a replacement worker; its failure is reported through the jobs instead.
-    this.loaded.catch(() => undefined);
-  }
-
-  /**
-   * An idle worker must not keep a finished process alive (the pool is closed in shutdown, but a test or a
-   * script may never do it); one with work in flight must, or a process whose only pending work is an inference
-   * would exit while awaiting it.
-   */
-  private holdProcess(): void {
-    if (this.inFlight.size > 0 || !this.isReady) this.worker.ref();
-    else this.worker.unref();
-  }
-
-  protected ready(): boolean {
-    return this.isReady && !this.closed;
-  }
-
-  protected send(jobs: Job[], buf: Buffers): void {
-    pack(jobs, buf);
-    const id = this.nextId++;
-    this.inFlight.set(id, { jobs, sentAt: performance.now() });
-    if (this.inFlight.size === 1) this.holdProcess();
-    const req: WorkerRequest = { kind: 'run', id, jobs: jobs.length, ...buf };
-    this.worker.postMessage(req, [buf.windows.buffer, buf.states.buffer, buf.probabilities.buffer, buf.counts.buffer] as ArrayBuffer[]);
-  }
-
-  private reply(reply: Extract<WorkerReply, { kind: 'done' | 'failed' }>): void {
-    const batch = this.inFlight.get(reply.id);
-    if (batch === undefined) return;
-    this.inFlight.delete(reply.id);
-    if (this.inFlight.size === 0) this.holdProcess();
-    this.settle(batch.jobs);
-    const buf = { counts: reply.counts, windows: reply.windows, states: reply.states, probabilities: reply.probabilities };
-    if (reply.kind === 'done') {
-      this.pool.ran(reply.runs, windowsOf(batch.jobs), reply.busyMs);
-      unpack(batch.jobs, buf);
-    } else {
-      const err = new Error(`VAD inference failed: ${reply.message}`);
-      for (const job of batch.jobs) job.reject(err);
-    }
-    this.free.push(buf);
-  }
-
-  /**
-   * The worker died: the calls whose windows were in its model run lost their recurrent state with it, and are
-   * told so (their VAD reports the error, the call ends with a clear reason). Windows still queued here go to the
-   * replacement worker once it has loaded the model: those calls carry on.
-   */
-  private crashed(detail: string): void {
-    if (this.closed) return;
-    this.worker.removeAllListeners();
-    void this.worker.terminate().catch(() => undefined);
-    const err = new DspWorkerCrashedError(detail);
-    for (const { jobs } of this.inFlight.values()) {
-      this.settle(jobs);
-      for (const job of jobs) job.reject(err);
-    }
-    this.inFlight.clear();
-    this.pool.crashed(detail);
-    this.spawn();
-  }
-
-  oldestBatchMs(now: number): number {
-    let oldest = 0;
-    for (const b of this.inFlight.values()) oldest = Math.max(oldest, now - b.sentAt);
-    return oldest;
-  }
-
-  /** For tests: makes the worker die of an uncaught exception once its current runs are done. */
-  crash(): void {
-    this.worker.postMessage({ kind: 'crash' } satisfies WorkerRequest);
-  }
-
-  /**
-   * Lets the runs in progress finish (their results are dropped), then the worker releases the model and ends;
-   * terminate() is only the fallback, because killing a thread inside onnxruntime aborts the process.
-   */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.stopped = true;
-    const err = new Error('the VAD pool was closed');
-    for (const { jobs } of this.inFlight.values()) for (const job of jobs) job.reject(err);
-    for (const job of this.queue) job.reject(err);
-    this.inFlight.clear();
-    this.queue = [];
-    this.queued = 0;
-    this.cancelFlush();
-    const worker = this.worker;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage({ kind: 'close' } satisfies WorkerRequest);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), CLOSE_TIMEOUT_MS);
-    });
-    if ((await Promise.race([exited, late])) === 'late') await worker.terminate();
-    clearTimeout(timer);
-  }
-}
-

@@ -1,23 +1,30 @@
 // A DSP worker thread: runs Silero batches for the calls sharded to it, so model inference never blocks the main
-// thread's sockets, clock and RPC. Batches carry raw Float32Array buffers (transferred, never copied or JSON).
+// thread's sockets, clock and RPC. A batch lives in one of a few slots of shared memory (SharedArrayBuffer) that
+// the main thread and this worker share from the start: a message names the slot, nothing is copied, transferred
+// or serialized per batch.
 
 import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { SileroModel } from './silero-model.js';
+import { SileroModel, VAD_WINDOW_SAMPLES } from './silero-model.js';
 
-/**
- * A batch from the main thread: `jobs` calls, call j with `counts[j]` consecutive windows (see
- * SileroModel.runSteps). The buffers come back in the reply, transferred.
- */
-export interface WorkerBatch {
-  kind: 'run';
-  id: number;
-  jobs: number;
+/** One batch's buffers (see SileroModel.runSteps); the worker's slots are views of shared memory. */
+export interface BatchBuffers {
   counts: Int32Array;
   windows: Float32Array;
   states: Float32Array;
   probabilities: Float32Array;
+}
+
+/**
+ * A batch from the main thread in slot `slot`: `jobs` calls, call j with `counts[j]` consecutive windows. The slot
+ * is the worker's until it replies with the same id.
+ */
+export interface WorkerBatch {
+  kind: 'run';
+  id: number;
+  slot: number;
+  jobs: number;
 }
 
 /**
@@ -30,8 +37,8 @@ export type WorkerRequest = WorkerBatch | { kind: 'close' } | { kind: 'crash' };
 export type WorkerReply =
   | { kind: 'ready' }
   | { kind: 'load-failed'; message: string }
-  | ({ busyMs: number; runs: number } & Omit<WorkerBatch, 'kind'> & { kind: 'done' })
-  | ({ message: string } & Omit<WorkerBatch, 'kind'> & { kind: 'failed' });
+  | { kind: 'done'; id: number; busyMs: number; runs: number }
+  | { kind: 'failed'; id: number; message: string };
 
 const port = parentPort;
 if (port === null) throw new Error('silero-worker.ts runs as a worker thread only');
@@ -40,18 +47,33 @@ let running = 0;
 let idle: Array<() => void> = [];
 const whenIdle = (): Promise<void> => (running === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve)));
 
-function run(model: SileroModel, req: WorkerBatch): void {
+/**
+ * onnxruntime refuses input tensors over shared memory, so each slot's windows are copied into a plain buffer of
+ * that slot's own first (runs queue in the model; a buffer shared by slots would be overwritten while it waits).
+ */
+const plainWindows: Float32Array[] = [];
+
+function runSlot(model: SileroModel, slot: BatchBuffers, index: number, jobs: number): Promise<number> {
+  let windows = 0;
+  for (let j = 0; j < jobs; j++) windows += slot.counts[j] as number;
+  const samples = windows * VAD_WINDOW_SAMPLES;
+  let plain = plainWindows[index];
+  if (plain === undefined || plain.length < samples) plain = plainWindows[index] = new Float32Array(slot.windows.length);
+  plain.set(slot.windows.subarray(0, samples));
+  return model.runSteps(plain, slot.states, slot.counts, jobs, slot.probabilities);
+}
+
+function run(model: SileroModel, req: WorkerBatch, slots: readonly BatchBuffers[]): void {
   const t0 = performance.now();
-  const transfer = [req.windows.buffer, req.states.buffer, req.probabilities.buffer, req.counts.buffer] as ArrayBuffer[];
-  const { id, jobs, counts, windows, states, probabilities } = req;
+  const { id, jobs } = req;
+  const slot = slots[req.slot];
   running++;
-  model
-    .runSteps(windows, states, counts, jobs, probabilities)
+  (slot === undefined ? Promise.reject(new Error(`no batch slot ${req.slot}`)) : runSlot(model, slot, req.slot, jobs))
     .then(
-      (runs) => port?.postMessage({ kind: 'done', busyMs: performance.now() - t0, runs, id, jobs, counts, windows, states, probabilities } satisfies WorkerReply, transfer),
+      (runs) => port?.postMessage({ kind: 'done', busyMs: performance.now() - t0, runs, id } satisfies WorkerReply),
       (err: unknown) => {
         const message = err instanceof Error ? err.message : String(err);
-        port?.postMessage({ kind: 'failed', message, id, jobs, counts, windows, states, probabilities } satisfies WorkerReply, transfer);
+        port?.postMessage({ kind: 'failed', message, id } satisfies WorkerReply);
       },
     )
     .finally(() => {
@@ -64,6 +86,8 @@ function run(model: SileroModel, req: WorkerBatch): void {
 export interface WorkerSettings {
   /** Nice value for this thread (Linux: per thread), > 0 to yield to the main thread's I/O and clock. */
   nice: number;
+  /** The batch slots, views of SharedArrayBuffers the main thread keeps too. */
+  slots: BatchBuffers[];
 }
 
 const settings = (workerData ?? {}) as Partial<WorkerSettings>;
@@ -81,7 +105,7 @@ SileroModel.load().then(
     let closing = false;
     port.on('message', (req: WorkerRequest) => {
       if (req.kind === 'run') {
-        if (!closing) run(model, req);
+        if (!closing) run(model, req, settings.slots ?? []);
         return;
       }
       closing = true;
