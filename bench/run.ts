@@ -8,7 +8,8 @@
 // --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
 // --quiet-wait S (60: how long to wait for other work to calm down) --profile (daemon --cpu-prof) --out FILE
 // --daemon-log FILE (the tail of what the daemon printed at warn) --daemon-env NAME=VALUE (extra daemon setting,
-// repeatable, for every daemon of the run: e.g. DSP_WORKERS=0).
+// repeatable, for every daemon of the run: e.g. DSP_WORKERS=0) --daemon-node-arg FLAG (a Node.js flag for every
+// daemon of the run, repeatable).
 
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { getPriority, setPriority, tmpdir } from 'node:os';
@@ -47,6 +48,8 @@ interface Options {
   daemonLog: string;
   /** Extra daemon environment (`--daemon-env NAME=VALUE`, repeatable): e.g. DSP_WORKERS=0 to compare settings. */
   daemonEnv: Record<string, string>;
+  /** Extra Node.js flags for every daemon of the run (`--daemon-node-arg FLAG`, repeatable): e.g. GC settings. */
+  daemonNodeArgs: string[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -67,6 +70,7 @@ function parseArgs(argv: string[]): Options {
     quietWait: 60,
     daemonLog: '',
     daemonEnv: {},
+    daemonNodeArgs: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -120,6 +124,9 @@ function parseArgs(argv: string[]): Options {
       case '--daemon-log':
         o.daemonLog = next();
         break;
+      case '--daemon-node-arg':
+        o.daemonNodeArgs.push(next());
+        break;
       case '--daemon-env': {
         const v = next();
         const eq = v.indexOf('=');
@@ -130,7 +137,7 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new Error(
           `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc,setup,turns --calls N --seconds S --churn N ` +
-            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --daemon-env NAME=VALUE --profile --out FILE --daemon-log FILE)',
+            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --daemon-env NAME=VALUE --daemon-node-arg FLAG --profile --out FILE --daemon-log FILE)',
         );
     }
   }
@@ -274,7 +281,7 @@ async function main(): Promise<void> {
       ...o.daemonEnv,
     };
     const withDaemon = async <T>(dist: string, env: Record<string, string>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> => {
-      const d = await BenchDaemon.start({ env: { ...baseEnv, ...env }, dist });
+      const d = await BenchDaemon.start({ env: { ...baseEnv, ...env }, dist, nodeArgs: o.daemonNodeArgs });
       const restore = yieldToDaemon();
       try {
         return await fn(d);
@@ -347,7 +354,7 @@ async function main(): Promise<void> {
           ...fakes.env,
           ...o.daemonEnv,
         },
-        nodeArgs: o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+        nodeArgs: [...o.daemonNodeArgs, ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
         dist: o.dist,
       });
       log(`daemon pid ${daemon.pid} (audiosocket :${daemon.audiosocketPort}, metrics :${daemon.metricsPort})`);
