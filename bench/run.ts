@@ -5,7 +5,7 @@
 // bench/setup-burst.ts, opt-in) · turns (turn-taking, bench/turns.ts, opt-in).
 // Flags: --only a,b --calls N (100) --seconds S (30, the calls point) --churn N (2000) --capacity-start N (60)
 // --capacity-max N (800) --capacity-seconds S (10 per point) --capacity-budget S (150 per build)
-// --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
+// --dist DIR (the build measured, default dist) --daemon-dist DIR (another build searched side by side, e.g. an older commit built to its own dist; repeatable)
 // --quiet-wait S (60: how long to wait for other work to calm down) --profile (daemon --cpu-prof) --out FILE
 // --daemon-log FILE (the tail of what the daemon printed at warn) --daemon-env NAME=VALUE (extra daemon setting,
 // repeatable, for every daemon of the run: e.g. DSP_WORKERS=0) --daemon-node-arg FLAG (a Node.js flag for every
@@ -124,6 +124,9 @@ function parseArgs(argv: string[]): Options {
       case '--daemon-log':
         o.daemonLog = next();
         break;
+      case '--dist':
+        o.dist = next();
+        break;
       case '--daemon-node-arg':
         o.daemonNodeArgs.push(next());
         break;
@@ -137,7 +140,7 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new Error(
           `unknown flag ${a ?? ''} (flags: --only micro,capacity,overload,calls,churn,rpc,setup,turns --calls N --seconds S --churn N ` +
-            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --daemon-env NAME=VALUE --daemon-node-arg FLAG --profile --out FILE --daemon-log FILE)',
+            '--capacity-start N --capacity-max N --capacity-seconds S --capacity-budget S --quiet-wait S --daemon-dist DIR --dist DIR --daemon-env NAME=VALUE --daemon-node-arg FLAG --profile --out FILE --daemon-log FILE)',
         );
     }
   }

@@ -2,6 +2,7 @@
 // down (towards the output) or up (towards the input); long work (LLM, TTS) runs in tasks the processor owns and
 // pushes its results as they come. Synchronous delivery keeps order and makes an interruption take effect at once.
 
+import { pollOutputClocks } from '../audio/clock.js';
 import type { Direction, Frame } from './frames.js';
 
 /** Frames one unlinked processor keeps (an end_call or an error, never a stream of audio). */
@@ -21,6 +22,9 @@ export abstract class FrameProcessor {
   private early: Array<[Frame, Direction]> | null = null;
 
   push(frame: Frame, direction: Direction = 'down'): void {
+    // Provider replies, transcripts and turns are handled in callbacks that can keep the loop busy for a while
+    // under load: an output tick that fell due meanwhile goes out here instead of after them (see clock.ts).
+    pollOutputClocks();
     const target = direction === 'down' ? this.next : this.prev;
     if (target !== null) target.process(frame, direction);
     else if (this.exit !== null) this.exit(frame, direction);

@@ -5,6 +5,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import { pollOutputClocks } from '../../audio/clock.js';
 import { DspWorkerCrashedError, newBuffers, pack, Shard, unpack, windowsOf, type Buffers, type Job, type ShardOwner } from './silero-shards.js';
 import type { WorkerReply, WorkerRequest, WorkerSettings } from './silero-worker.js';
 
@@ -122,6 +123,8 @@ export class WorkerShard extends Shard {
     this.freeSlots.push(batch.slot);
     // Jobs that waited for a free slot go now.
     if (this.queue.length > 0) this.flush();
+    // The calls' VAD decisions ran from here (turns, replies): a tick that fell due meanwhile goes out now.
+    pollOutputClocks();
   }
 
   /**
