@@ -54,7 +54,7 @@ export function capacityRows(t: CapacityTableInput): Row[] {
   const o = t.overload;
   if (o !== undefined) {
     const p = o.point;
-    add(`overload [${o.build}]`, `offered ${o.offered}: admitted / refused`, '—', `${o.admitted} / ${o.refused}`, o.refused > 0 ? null : false);
+    add(`overload [${o.build}]`, `offered ${o.offered}: admitted / refused (why it refused)`, '—', `${o.admitted} / ${o.refused}${o.reasons.length > 0 ? ` (${o.reasons.join('; ')})` : ''}`, o.refused > 0 ? null : false);
     add(
       `overload [${o.build}]`,
       'admitted calls: lateness p99 / max, added p50 / p99 (ms)',

@@ -153,6 +153,8 @@ export interface OverloadResult {
   admitted: number;
   refused: number;
   point: CapacityPoint;
+  /** Why the daemon stopped taking calls, as it logged it (distinct reasons, first 5). */
+  reasons: string[];
 }
 
 /** Offers `offered` calls with admission control on: the admitted ones must keep the bar, the rest be refused. */
@@ -162,5 +164,15 @@ export async function runOverload(daemon: BenchDaemon, fakes: Fakes, o: { build:
   await waitNoCalls(daemon);
   const point = judge(o.offered, r.result);
   o.log(`    admitted ${point.live}, refused ${point.refused}: ${point.pass ? 'the admitted calls kept the bar' : point.misses.join(', ')}`);
-  return { result: { build: o.build, offered: o.offered, admitted: point.live, refused: point.refused, point }, uuids: r.uuids };
+  const reasons = new Set<string>();
+  for (const line of daemon.output.split('\n')) {
+    if (!line.includes('refusing new calls')) continue;
+    try {
+      const reason = (JSON.parse(line) as { reason?: unknown }).reason;
+      if (typeof reason === 'string') reasons.add(reason);
+    } catch {
+      // not a JSON log line
+    }
+  }
+  return { result: { build: o.build, offered: o.offered, admitted: point.live, refused: point.refused, point, reasons: [...reasons].slice(0, 5) }, uuids: r.uuids };
 }
