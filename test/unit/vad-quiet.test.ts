@@ -2,29 +2,13 @@
 // model says): on real Asterisk prompts separated by digital silence and by noise floors under the gate, it must
 // decide the same onsets, starts and stops as running the model on every window, and it must really skip.
 
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Resampler } from '../../src/audio/resampler.js';
-import { readWav } from '../../src/audio/wav.js';
+import { prompt16k as prompt } from '../helpers/prompts.js';
 import { QUIET_MODEL_WINDOWS, QUIET_REPLAY_WINDOWS, SileroVad, VAD_WINDOW_SAMPLES } from '../../src/providers/vad/silero.js';
 
 const RATE = 16000;
 const CHUNK = 320;
 
-async function prompt(name: string): Promise<Int16Array> {
-  const wav = readWav(readFileSync(`/usr/share/asterisk/sounds/en/${name}.wav`));
-  const r = await Resampler.create(wav.sampleRate, RATE, 'sinc_fastest');
-  try {
-    const head = r.process(wav.samples);
-    const tail = r.flush();
-    const out = new Int16Array(head.length + tail.length);
-    out.set(head);
-    out.set(tail, head.length);
-    return out;
-  } finally {
-    r.close();
-  }
-}
 
 /** Uniform white noise of the given RMS (in sample units), deterministic. */
 function noise(samples: number, rms: number, seed: number): Int16Array {

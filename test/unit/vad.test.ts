@@ -1,31 +1,14 @@
 // SileroVad on real Asterisk prompts (8 kHz WAVs resampled to 16 kHz with our Resampler): turn start/stop timing,
 // silence and noise rejection, vad_config effects, backlog dropping and close().
 
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Resampler } from '../../src/audio/resampler.js';
-import { readWav } from '../../src/audio/wav.js';
+import { prompt16k as prompt } from '../helpers/prompts.js';
 import { SileroVad, VAD_WINDOW_SAMPLES, windowVolume, type VadParams } from '../../src/providers/vad/silero.js';
 
 const RATE = 16000;
 const CHUNK = 320; // 20 ms, as the pipeline delivers it
 const LOUD = 500; // |sample| above this counts as "speech has begun/ended" for the timing checks
 
-async function prompt(name: string): Promise<Int16Array> {
-  const wav = readWav(readFileSync(`/usr/share/asterisk/sounds/en/${name}.wav`));
-  expect(wav.sampleRate).toBe(8000);
-  const r = await Resampler.create(8000, RATE, 'sinc_fastest');
-  try {
-    const head = r.process(wav.samples);
-    const tail = r.flush();
-    const out = new Int16Array(head.length + tail.length);
-    out.set(head);
-    out.set(tail, head.length);
-    return out;
-  } finally {
-    r.close();
-  }
-}
 
 /** Pieces laid end to end; a number is that many seconds of digital silence. */
 function sequence(...pieces: ReadonlyArray<Int16Array | number>): Int16Array {

@@ -7,7 +7,7 @@ import { VAD_WINDOW_SAMPLES, STATE_SIZE } from './silero-model.js';
 import type { SileroPool, VadLease, VadPoolStats } from './silero-pool.js';
 import { holdPool, loadPool, releasePool, runningPool, startedPool, type VadPoolOptions } from './shared-pool.js';
 import { MAX_WINDOWS_PER_JOB } from './silero-shards.js';
-import { SpeechStateMachine, type VadState } from './speech-states.js';
+import { SpeechStateMachine, type SpeechEvents, type VadState } from './speech-states.js';
 
 export { VAD_WINDOW_SAMPLES } from './silero-model.js';
 export { DspWorkerCrashedError } from './silero-pool.js';
@@ -34,26 +34,9 @@ export const DEFAULT_VAD_PARAMS: Readonly<VadParams> = Object.freeze({
 
 export type { VadState } from './speech-states.js';
 
-export interface SileroVadOptions {
+/** The speech events (SpeechEvents: start, stop, onset, onset dropped, pause, resume) and how to analyse. */
+export interface SileroVadOptions extends SpeechEvents {
   params?: Partial<VadParams>;
-  /** `atSample`: position in this call's 16 kHz stream just after the window that completed `start_secs`. */
-  onSpeechStart?: (atSample: number) => void;
-  /** `atSample`: position just after the window that completed `stop_secs` of non-speech. */
-  onSpeechStop?: (atSample: number) => void;
-  /**
-   * The first speech window after quiet: a turn may be starting (barge-in pauses the bot here, long before
-   * `start_secs` confirms it). Followed by onSpeechStart, or by onOnsetDropped when the speech stops short.
-   */
-  onSpeechOnset?: (atSample: number) => void;
-  /** The speech since onSpeechOnset ended before `start_secs`: no turn (a cough, a click, line noise). */
-  onOnsetDropped?: (atSample: number) => void;
-  /**
-   * A pause in speech: `pauseSecs` of non-speech while speaking, before `stop_secs` ends it. Followed by
-   * onSpeechStop, or by onSpeechResume when speech comes back first.
-   */
-  onSpeechPause?: (atSample: number) => void;
-  /** Speech came back after onSpeechPause, before `stop_secs`: the same utterance goes on. */
-  onSpeechResume?: (atSample: number) => void;
   /** Non-speech after which onSpeechPause fires (rounded to whole windows); 0 or ≥ stop_secs: no pause events. */
   pauseSecs?: number;
   /** An inference failed; the VAD stops analysing (the call's audio is unaffected). */

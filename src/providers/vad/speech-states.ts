@@ -6,11 +6,23 @@ export type VadState = 'quiet' | 'starting' | 'speaking' | 'stopping';
 
 /** What the machine reports; `atSample` is the stream position just after the deciding window. */
 export interface SpeechEvents {
+  /** `atSample`: the call's 16 kHz stream position just after the window that completed `start_secs`. */
   onSpeechStart?: (atSample: number) => void;
+  /** `atSample`: position just after the window that completed `stop_secs` of non-speech. */
   onSpeechStop?: (atSample: number) => void;
+  /**
+   * The first speech window after quiet: a turn may be starting (barge-in pauses the bot here, long before
+   * `start_secs` confirms it). Followed by onSpeechStart, or by onOnsetDropped when the speech stops short.
+   */
   onSpeechOnset?: (atSample: number) => void;
+  /** The speech since onSpeechOnset ended before `start_secs`: no turn (a cough, a click, line noise). */
   onOnsetDropped?: (atSample: number) => void;
+  /**
+   * A pause in speech: `pauseSecs` of non-speech while speaking, before `stop_secs` ends it. Followed by
+   * onSpeechStop, or by onSpeechResume when speech comes back first.
+   */
   onSpeechPause?: (atSample: number) => void;
+  /** Speech came back after onSpeechPause, before `stop_secs`: the same utterance goes on. */
   onSpeechResume?: (atSample: number) => void;
 }
 
