@@ -22,3 +22,15 @@ export async function prompt16k(name: string): Promise<Int16Array> {
     r.close();
   }
 }
+
+/** Uniform white noise of the given RMS (in sample units), deterministic for a seed. */
+export function whiteNoise(samples: number, rms: number, seed = 12345): Int16Array {
+  const out = new Int16Array(samples);
+  let s = seed;
+  const amplitude = rms * Math.sqrt(3); // uniform noise on ±a has RMS a/√3
+  for (let i = 0; i < samples; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    out[i] = Math.round((s / 2147483648 - 0.5) * 2 * amplitude);
+  }
+  return out;
+}

@@ -3,24 +3,14 @@
 // decide the same onsets, starts and stops as running the model on every window, and it must really skip.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prompt16k as prompt } from '../helpers/prompts.js';
+import { prompt16k as prompt, whiteNoise } from '../helpers/prompts.js';
 import { QUIET_MODEL_WINDOWS, QUIET_REPLAY_WINDOWS, SileroVad, VAD_WINDOW_SAMPLES } from '../../src/providers/vad/silero.js';
 
 const RATE = 16000;
 const CHUNK = 320;
 
 
-/** Uniform white noise of the given RMS (in sample units), deterministic. */
-function noise(samples: number, rms: number, seed: number): Int16Array {
-  const out = new Int16Array(samples);
-  let s = seed;
-  const amplitude = rms * Math.sqrt(3);
-  for (let i = 0; i < samples; i++) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    out[i] = Math.round((s / 2147483648 - 0.5) * 2 * amplitude);
-  }
-  return out;
-}
+const noise = whiteNoise;
 
 /** Prompts with the floor under them and gaps of the floor between them (short and long), plus a long tail. */
 function stream(prompts: Int16Array[], rms: number, gaps: number[]): Int16Array {

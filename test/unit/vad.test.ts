@@ -2,7 +2,7 @@
 // silence and noise rejection, vad_config effects, backlog dropping and close().
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { prompt16k as prompt } from '../helpers/prompts.js';
+import { prompt16k as prompt, whiteNoise } from '../helpers/prompts.js';
 import { SileroVad, VAD_WINDOW_SAMPLES, windowVolume, type VadParams } from '../../src/providers/vad/silero.js';
 
 const RATE = 16000;
@@ -22,16 +22,7 @@ function sequence(...pieces: ReadonlyArray<Int16Array | number>): Int16Array {
   return out;
 }
 
-function noise(seconds: number, rms: number): Int16Array {
-  const out = new Int16Array(Math.round(seconds * RATE));
-  let seed = 12345;
-  const amplitude = rms * Math.sqrt(3); // uniform noise on ±a has RMS a/√3
-  for (let i = 0; i < out.length; i++) {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    out[i] = Math.round((seed / 2147483648 - 0.5) * 2 * amplitude);
-  }
-  return out;
-}
+const noise = (seconds: number, rms: number): Int16Array => whiteNoise(Math.round(seconds * RATE), rms);
 
 function loudSpan(pcm: Int16Array): { first: number; last: number } {
   let first = -1;
