@@ -184,7 +184,7 @@ describe('SileroPool coalescing', () => {
       }
       const { batches, windows } = pool.stats();
       expect(windows).toBe(160);
-      expect(windows / batches).toBeGreaterThan(3);
+      expect(windows / batches).toBeGreaterThan(2); // ≈ 4 here; 1 without coalescing
       for (const l of leases) l.release();
       // One call alone is never held back for company: each window is its own run.
       const alone = pool.lease();

@@ -113,7 +113,8 @@ export class SileroVad {
   /** Windows skipped since the model last ran. */
   private skippedRun = 0;
   private replayed = 0;
-  private readonly replayWindows = new Float32Array(MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES);
+  /** Windows re-run by `replay` (made on the first one: many calls never need it). */
+  private replayWindows: Float32Array | null = null;
   private readonly skipQuiet: boolean;
   private closed = false;
   private failed = false;
@@ -332,14 +333,15 @@ export class SileroVad {
     const oldest = Math.max(0, this.written - capacity);
     let n = Math.min(count, Math.floor((end - oldest) / VAD_WINDOW_SAMPLES));
     let from = end - n * VAD_WINDOW_SAMPLES;
+    const windows = (this.replayWindows ??= new Float32Array(MAX_WINDOWS_PER_JOB * VAD_WINDOW_SAMPLES));
     while (n > 0 && !this.closed) {
       const k = Math.min(n, MAX_WINDOWS_PER_JOB);
       for (let w = 0; w < k; w++) {
-        const window = this.replayWindows.subarray(w * VAD_WINDOW_SAMPLES, (w + 1) * VAD_WINDOW_SAMPLES);
+        const window = windows.subarray(w * VAD_WINDOW_SAMPLES, (w + 1) * VAD_WINDOW_SAMPLES);
         const start = from + w * VAD_WINDOW_SAMPLES;
         for (let i = 0; i < VAD_WINDOW_SAMPLES; i++) window[i] = (this.ring[(start + i) % capacity] as number) / 32768;
       }
-      await this.lease.infer(this.replayWindows, k, this.lstm);
+      await this.lease.infer(windows, k, this.lstm);
       this.replayed += k;
       from += k * VAD_WINDOW_SAMPLES;
       n -= k;
