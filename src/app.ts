@@ -3,6 +3,7 @@
 
 import { AdmissionController, clockTicksFromMetrics, readCpuPressureUs } from './admission.js';
 import { OutputClock } from './audio/clock.js';
+import { Pacer } from './audio/pacer/pacer.js';
 import { AudiosocketServer } from './transports/audiosocket/server.js';
 import { attachAudiosocket } from './transports/audiosocket/attach.js';
 import { CallManager } from './calls/manager.js';
@@ -146,6 +147,8 @@ export class App {
       if (Object.keys(warm.failed).length > 0) log.warn({ failed: warm.failed }, 'some warm-up steps failed; the first call pays for them');
       const clock = new OutputClock({ metrics, log });
       closers.push(() => clock.close());
+      const pacer = await startPacer(config, metrics, log);
+      if (pacer !== null) closers.push(() => pacer.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
       let manager: CallManager | null = null;
@@ -222,7 +225,7 @@ export class App {
         maxFrameBytes: config.audiosocketMaxFrameBytes,
         metrics,
         log,
-        onCall: (uuid, conn) => attachAudiosocket({ calls, clock, metrics, log, dtmf: config.audiosocketDtmf }, uuid, conn),
+        onCall: (uuid, conn) => attachAudiosocket({ calls, clock, pacer, metrics, log, dtmf: config.audiosocketDtmf }, uuid, conn),
         maxConnections: caps.audiosocket,
       });
       audiosocketAddress = await audiosocket.listen();
@@ -308,6 +311,25 @@ const NO_BROKER_RPC: Pick<RpcClient, 'request'> = {
       new DependencyError('rabbitmq', `${queue} is reached over RabbitMQ and no RABBITMQ_ADDRESS is configured`),
     ),
 };
+
+/**
+ * The pacing thread that writes Audiosocket frames (AUDIOSOCKET_PACER_LEAD_MS > 0), running before the listener
+ * opens. If it cannot start, calls are paced on the main thread.
+ */
+async function startPacer(config: Config, metrics: Metrics, log: Logger): Promise<Pacer | null> {
+  if (config.audiosocketPacerLeadMs === 0) return null;
+  const pacer = new Pacer({
+    leadMs: config.audiosocketPacerLeadMs,
+    nice: config.audiosocketPacerNice,
+    log,
+    onLateness: (ms) => metrics.outputFrameLateness.observe(Math.max(0, ms) / 1000),
+    onExit: (detail) => log.error({ detail }, 'the pacing thread stopped; Audiosocket calls are paced on the main thread from now on'),
+  });
+  if (await pacer.ready) return pacer;
+  log.error('the pacing thread did not start; Audiosocket calls are paced on the main thread');
+  await pacer.close();
+  return null;
+}
 
 async function closeAll(closers: Closer[], log: Logger): Promise<void> {
   for (const close of closers.splice(0).reverse()) {

@@ -71,6 +71,9 @@ export interface Config {
   shutdownGraceSeconds: number;
   audiosocketHandshakeTimeoutMs: number;
   audiosocketMaxFrameBytes: number;
+  /** 0: frames are written from the main thread's clock; otherwise the pacing thread's lead. */
+  audiosocketPacerLeadMs: number;
+  audiosocketPacerNice: number;
   /** A call created over RPC whose media has not connected after this long ends (reason no_media). */
   mediaConnectTimeoutSeconds: number;
   /** DTMF from Asterisk: a user turn (`turn`) or only activity (`ignore`: ai-manager forwards key presses itself). */
@@ -153,7 +156,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const int = (name: string, min: number, max: number): number => {
     const text = get(name).trim();
     const n = Number(text);
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max) {
+    if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max) {
       errors.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
       return min;
     }
@@ -300,6 +303,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     shutdownGraceSeconds: int('SHUTDOWN_GRACE_SECONDS', 0, 3_600),
     audiosocketHandshakeTimeoutMs: int('AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
     audiosocketMaxFrameBytes: int('AUDIOSOCKET_MAX_FRAME_BYTES', 320, 65_535),
+    audiosocketPacerLeadMs: int('AUDIOSOCKET_PACER_LEAD_MS', 0, 320),
+    audiosocketPacerNice: int('AUDIOSOCKET_PACER_NICE', -20, 19),
     logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
     turns: {
       falseInterruptionSecs: secs('TURN_FALSE_INTERRUPTION_SECS', 0, 10),

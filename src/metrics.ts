@@ -121,6 +121,11 @@ export class Metrics {
     help: 'Audio frames dropped (full queues, writes to a congested socket)',
     registers: [this.registry],
   });
+  readonly outputUnderrunsTotal = new Counter({
+    name: `${PREFIX}output_underruns_total`,
+    help: 'Slots on which the pacing thread had no bot frame staged while the reply went on (a gap the caller heard)',
+    registers: [this.registry],
+  });
   readonly cacheErrorsTotal = new Counter({
     name: `${PREFIX}cache_errors_total`,
     help: 'Redis operations that failed and fell back to the database, by operation',

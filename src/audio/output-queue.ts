@@ -112,6 +112,25 @@ export class OutputQueue {
     return out;
   }
 
+  /**
+   * Puts frames taken from this queue back at its front, oldest first (frames handed to a stage and taken back).
+   * When they do not all fit, the newest queued frames make room, counted as dropped.
+   */
+  unshiftFrames(frames: Buffer[]): void {
+    for (let i = frames.length - 1; i >= 0; i--) {
+      const frame = frames[i] as Buffer;
+      if (frame.length !== this.headerBytes + this.frameBytes) throw new RangeError(`a ${frame.length}-byte frame does not belong to this queue`);
+      if (this.count === this.maxFrames) {
+        this.ring[(this.head + this.count - 1) % this.maxFrames] = undefined;
+        this.count--;
+        this.droppedFrames++;
+      }
+      this.head = (this.head - 1 + this.maxFrames) % this.maxFrames;
+      this.ring[this.head] = frame;
+      this.count++;
+    }
+  }
+
   /** Barge-in: drops every queued frame and the remainder at once. Returns how many frames were dropped. */
   clear(): number {
     const dropped = this.count;

@@ -24,6 +24,32 @@ export interface FrameWriter {
   write(frame: Buffer, rate: number, bot: boolean): void;
   /** The frame to send on a tick with nothing queued (same layout, shared, never mutated), or null to send nothing. */
   silence(rate: number): Buffer | null;
+  /** Puts the header into a bot frame's room without sending it: for a FrameStage. */
+  prepare?(frame: Buffer, rate: number): void;
+}
+
+/**
+ * Where a paced output can hand its frames to another thread that writes them on its own clock (audio/pacer): the
+ * output stages a few frames ahead, and the stage writes one per slot, or its idle frame when none is staged.
+ */
+export interface FrameStage {
+  /** False once the stage can take no more (its thread is gone): the output writes on its own again. */
+  readonly usable: boolean;
+  /** Frames that may be staged now. */
+  room(): number;
+  /** Frames staged and not yet taken for writing. */
+  pending(): number;
+  /** Whether a frame of this many bytes (header included) fits. */
+  fits(frameBytes: number): boolean;
+  put(frame: Buffer): void;
+  /** Takes back every staged frame not yet taken, oldest first: none of them will be written. */
+  retract(): Buffer[];
+  /** The frame written on a slot with nothing staged; null writes nothing. */
+  setIdle(frame: Buffer | null): void;
+  /** Whether bot audio waits beyond what is staged (an empty slot is then a gap, and counted). */
+  setMore(more: boolean): void;
+  /** Reads what the stage's thread did since the last call. */
+  sync(): void;
 }
 
 /** Converts a run of s16 PCM from the output's old rate to its new one; called once per rate change. */
@@ -43,6 +69,10 @@ export interface PacedOutputOptions {
   maxFrames: number;
   /** Frames dropped because the queue was full, reported as they happen. */
   onDropped?: (frames: number) => void;
+  /** Hand frames to this stage instead of writing them on the clock's tick (the writer must have prepare()). */
+  stage?: FrameStage | null;
+  /** The stage stopped working; the output writes on its own again from the next tick. */
+  onStageLost?: () => void;
 }
 
 export class PacedOutput implements ClockSink {
@@ -51,7 +81,10 @@ export class PacedOutput implements ClockSink {
   private readonly onDropped: ((frames: number) => void) | undefined;
   private unregister: (() => void) | null = null;
   private listener: PlaybackListener | null = null;
+  /** Bot audio is on the wire and the listener was told (staged: once the stage has taken a frame of the run). */
   private playing = false;
+  /** Staged: botFramesWritten when the current run of bot frames began to be staged; null between runs. */
+  private runStart: number | null = null;
   private written = 0;
   private droppedReported = 0;
   /** The last bot frame sent: it primes the converter on a rate change so the converted audio joins it smoothly. */
@@ -59,11 +92,23 @@ export class PacedOutput implements ClockSink {
   private closed = false;
   /** A possible barge-in (issue 13): ticks send silence and keep the queue until unpaused. */
   private paused = false;
+  /** Frames go to this stage's thread instead of being written here; null once it is lost. */
+  private stage: FrameStage | null;
+  private readonly onStageLost: (() => void) | undefined;
 
   constructor(options: PacedOutputOptions) {
     this.writer = options.writer;
     this.onDropped = options.onDropped;
+    this.onStageLost = options.onStageLost;
     this.queue = new OutputQueue(options.rate, options.maxFrames, options.writer.headerBytes);
+    this.stage = options.stage ?? null;
+    if (this.stage !== null && this.writer.prepare === undefined) throw new TypeError('a staged output needs a writer with prepare()');
+    this.stage?.setIdle(this.writer.silence(this.queue.rate));
+  }
+
+  /** Whether frames currently go through a stage (another thread writes them). */
+  get staged(): boolean {
+    return this.stage !== null;
   }
 
   /** The rate of the frames written: audio pushed must be at this rate. */
@@ -71,12 +116,13 @@ export class PacedOutput implements ClockSink {
     return this.queue.rate;
   }
 
+  /** Frames not yet written: queued here and staged. */
   get queuedFrames(): number {
-    return this.queue.length;
+    return this.queue.length + (this.stage?.pending() ?? 0);
   }
 
   get botFramesWritten(): number {
-    return this.written;
+    return this.written - (this.stage?.pending() ?? 0);
   }
 
   /** On the shared clock: ticks from the next slot on. */
@@ -91,15 +137,20 @@ export class PacedOutput implements ClockSink {
   }
 
   push(pcm: Buffer): void {
-    if (!this.closed) this.queue.pushPcm(pcm);
+    if (this.closed) return;
+    this.queue.pushPcm(pcm);
+    // Staged at once, so the thread can send it at its next slot instead of after our next tick.
+    if (this.stage !== null && this.unregister !== null) this.fillStage(this.stage);
   }
 
   flush(): void {
     this.queue.flushRemainder();
+    if (this.stage !== null && this.unregister !== null) this.fillStage(this.stage);
   }
 
   clear(): void {
     this.queue.clear();
+    this.takeBackStaged(false);
   }
 
   setPlaybackListener(listener: PlaybackListener | null): void {
@@ -107,7 +158,11 @@ export class PacedOutput implements ClockSink {
   }
 
   setPaused(paused: boolean): void {
+    if (paused === this.paused) return;
     this.paused = paused;
+    // Paused, the staged frames come back to the front of the queue: a false barge-in resumes exactly there.
+    if (paused) this.takeBackStaged(true);
+    else if (this.stage !== null && this.unregister !== null) this.fillStage(this.stage);
   }
 
   /**
@@ -121,12 +176,15 @@ export class PacedOutput implements ClockSink {
         throw new RangeError(`the converter starts at ${converter.fromRate} Hz, the output is at ${this.queue.rate} Hz`);
       }
       if (converter.toRate === this.queue.rate || this.closed) return;
+      this.takeBackStaged(true);
       const pcm = this.queue.drainPcm();
       const next = new OutputQueue(converter.toRate, this.queue.maxFrames, this.writer.headerBytes);
       if (pcm.length > 0) next.pushPcm(toBuffer(this.convert(converter, pcm)));
       this.lastBotFrame = null;
       this.queue = next;
       this.droppedReported = 0;
+      this.stage?.setIdle(this.writer.silence(next.rate));
+      if (this.stage !== null && !this.stage.fits(this.writer.headerBytes + next.frameBytes)) this.dropStage();
     } finally {
       converter.close();
     }
@@ -139,6 +197,15 @@ export class PacedOutput implements ClockSink {
 
   /** One clock slot: one frame (or, for writers without silence, nothing when the bot is quiet). */
   tick(): void {
+    const stage = this.stage;
+    if (stage !== null) {
+      if (stage.usable) {
+        this.stagedTick(stage);
+        return;
+      }
+      this.dropStage();
+      this.onStageLost?.();
+    }
     const queue = this.queue;
     const frame = this.paused ? undefined : queue.shift();
     if (frame !== undefined) {
@@ -158,13 +225,10 @@ export class PacedOutput implements ClockSink {
         this.listener?.playbackStopped();
       }
     }
-    if (queue.dropped !== this.droppedReported) {
-      this.onDropped?.(queue.dropped - this.droppedReported);
-      this.droppedReported = queue.dropped;
-    }
+    this.reportDropped();
   }
 
-  /** Leaves the clock and drops what is queued. Idempotent. */
+  /** Leaves the clock and drops what is queued (and staged). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -172,6 +236,77 @@ export class PacedOutput implements ClockSink {
     this.unregister?.();
     this.unregister = null;
     this.queue.clear();
+    this.stage?.setIdle(null);
+    this.takeBackStaged(false);
+  }
+
+  /**
+   * A tick while a stage writes the frames: top it up, and follow what it has played. Playback is announced once
+   * the stage has taken the run's first frame (what "written" means for voice_to_voice), and stops once it has
+   * taken the last one.
+   */
+  private stagedTick(stage: FrameStage): void {
+    stage.sync();
+    if (!this.paused) this.fillStage(stage);
+    if (this.runStart === null) {
+      this.reportDropped();
+      return;
+    }
+    if (!this.playing && this.botFramesWritten > this.runStart) {
+      this.playing = true;
+      this.listener?.playbackStarted();
+    }
+    // As on the unstaged path: a pause with nothing left on the wire is a stop.
+    if (stage.pending() === 0 && (this.paused || this.queue.length === 0)) {
+      this.runStart = null;
+      this.lastBotFrame = null;
+      if (this.playing) {
+        this.playing = false;
+        this.listener?.playbackStopped();
+      }
+    }
+    this.reportDropped();
+  }
+
+  private fillStage(stage: FrameStage): void {
+    const queue = this.queue;
+    const writer = this.writer;
+    let room = stage.room();
+    let frame: Buffer | undefined;
+    while (room > 0 && !this.paused && (frame = queue.shift()) !== undefined) {
+      writer.prepare?.(frame, queue.rate);
+      this.runStart ??= this.written - stage.pending();
+      stage.put(frame);
+      this.lastBotFrame = frame;
+      this.written++;
+      room--;
+    }
+    stage.setMore(queue.length > 0 && !this.paused);
+  }
+
+  /** Staged frames not yet written come back: to the front of the queue (`keep`), or dropped. */
+  private takeBackStaged(keep: boolean): void {
+    if (this.stage === null) return;
+    const frames = this.stage.retract();
+    this.stage.setMore(false);
+    this.written -= frames.length;
+    if (keep && frames.length > 0) this.queue.unshiftFrames(frames);
+    if (frames.length > 0) this.lastBotFrame = null;
+  }
+
+  /** Back to writing on the clock's tick: what was staged and not written is queued again. */
+  private dropStage(): void {
+    this.takeBackStaged(true);
+    this.stage = null;
+    this.runStart = null;
+  }
+
+  private reportDropped(): void {
+    const queue = this.queue;
+    if (queue.dropped !== this.droppedReported) {
+      this.onDropped?.(queue.dropped - this.droppedReported);
+      this.droppedReported = queue.dropped;
+    }
   }
 
   /**

@@ -3,6 +3,7 @@
 // DTMF go to the call, and the connection's end ends the call.
 
 import type { OutputClock } from '../../audio/clock.js';
+import type { Pacer } from '../../audio/pacer/pacer.js';
 import type { Call } from '../../calls/call.js';
 import type { CallManager } from '../../calls/manager.js';
 import { AppError, messageOf } from '../../errors.js';
@@ -16,6 +17,8 @@ import { rateOfKind } from './protocol.js';
 export interface AudiosocketAttachDeps {
   calls: CallManager;
   clock: OutputClock;
+  /** Writes the frames on its own thread when given (AUDIOSOCKET_PACER_LEAD_MS > 0). */
+  pacer?: Pacer | null;
   metrics: Metrics;
   log: Logger;
   /** `ignore`: DTMF from Asterisk is activity only, not a user turn (ai-manager forwards key presses itself). */
@@ -24,7 +27,7 @@ export interface AudiosocketAttachDeps {
 
 /** Handles one connection after its UUID; never throws (a refused connection is closed and counted). */
 export async function attachAudiosocket(deps: AudiosocketAttachDeps, uuid: string, conn: AudiosocketConnection): Promise<void> {
-  const media = new AudiosocketMedia(conn, deps.clock, deps.metrics);
+  const media = new AudiosocketMedia(conn, deps.clock, deps.metrics, deps.pacer ?? null);
   let call: Call | null = null;
   conn.onAudio((pcm, kind) => call?.pushAudio(pcm, rateOfKind(kind)));
   const dtmfGate = new DtmfGate();

@@ -85,6 +85,50 @@ export class AudiosocketConnection {
     return this.reason !== undefined;
   }
 
+  /**
+   * The socket's descriptor, for a pacing thread that writes to it directly (audio/pacer), or null where the
+   * platform gives none.
+   */
+  get descriptor(): number | null {
+    const fd = (this.socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    return typeof fd === 'number' && fd >= 0 && !this.socket.destroyed ? fd : null;
+  }
+
+  /**
+   * Runs `hook` synchronously before the socket's descriptor closes, whatever closes it: our own destroy, Node's
+   * on a read error, the server's close. A pacing thread that writes to the descriptor is stopped there, so a
+   * descriptor number the kernel may reuse is never written to. Once per connection.
+   */
+  beforeDescriptorCloses(hook: () => void): void {
+    const socket = this.socket;
+    const destroy = socket._destroy.bind(socket);
+    let ran = false;
+    socket._destroy = (err: Error | null, cb: (err?: Error | null) => void): void => {
+      if (!ran) {
+        ran = true;
+        hook();
+      }
+      destroy(err, cb);
+    };
+  }
+
+  /** Frames written for us by a pacing thread: counted with ours. */
+  countFramesOut(frames: number): void {
+    this.framesOut += frames;
+    if (this.framesOut >= FLUSH_EVERY) this.flushOut();
+  }
+
+  /**
+   * A pacing thread could not write for `blockedMs` (dropping `droppedFrames`): counted as dropped, and a peer
+   * that stays blocked past the congestion limit is closed, as on our own write path.
+   */
+  reportBlocked(droppedFrames: number, blockedMs: number): void {
+    if (droppedFrames > 0) this.droppedCounter.inc(droppedFrames);
+    if (blockedMs > CONGESTED_MAX_MS) {
+      this.fail(new ProtocolError('peer_not_reading', `peer has not read for ${Math.round(blockedMs)} ms`));
+    }
+  }
+
   /** Bytes waiting in Node's socket buffer (bounded by the write path). */
   get writableLength(): number {
     return this.socket.writableLength;
@@ -107,12 +151,13 @@ export class AudiosocketConnection {
 
   /**
    * Writes one pre-encoded message in ONE socket.write (Asterisk hangs up if a payload trails its header by
-   * 5 ms). Returns false when closed or when the frame was dropped because the peer is not keeping up.
+   * 5 ms). Returns false when closed or when the frame was dropped because the peer is not keeping up; `always`
+   * writes it whatever the backlog (the tail of a frame a pacing thread began must not be dropped).
    */
-  writeFrame(encoded: Buffer): boolean {
+  writeFrame(encoded: Buffer, always = false): boolean {
     const socket = this.socket;
     if (this.reason !== undefined || socket.destroyed) return false;
-    if (socket.writableLength > Math.max(MIN_WRITE_BUFFER_BYTES, encoded.length * FRAMES_BUFFERED_MAX)) {
+    if (!always && socket.writableLength > Math.max(MIN_WRITE_BUFFER_BYTES, encoded.length * FRAMES_BUFFERED_MAX)) {
       return this.congested();
     }
     this.congestedSince = -1;

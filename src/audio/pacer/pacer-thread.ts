@@ -1,0 +1,205 @@
+// The pacing thread (see layout.ts and pacer.ts): every 20 ms it writes each call's next staged frame, or its idle
+// frame, straight to the call's socket descriptor. It never returns to its event loop: it sleeps in Atomics.wait
+// until the next slot (or until the main thread wakes it), and takes new calls with receiveMessageOnPort. Its heap
+// stays tiny, so it has no garbage-collection pauses of note, and the main thread's pauses (GC, a burst of socket
+// reads) no longer move the frames on the wire.
+
+import { writeSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import {
+  ACTIVE,
+  C_LATE_COUNT,
+  C_NICE_SET,
+  C_SKIPPED,
+  C_SLOTS,
+  C_STOP,
+  C_TICKS,
+  C_WAKE,
+  H_BLOCKED,
+  H_DROPPED,
+  H_ERROR,
+  H_IDLE_LEN,
+  H_LEN0,
+  H_MORE,
+  H_READ,
+  H_REM_LEN,
+  H_STATE,
+  H_UNDERRUNS,
+  H_WRITE,
+  H_WRITTEN,
+  LATE_RING,
+  WRITING,
+  entryOffset,
+  idleOffset,
+  remainderOffset,
+  type OpenSlot,
+  type PacerThreadData,
+} from './layout.js';
+
+/** Missed slots caught up with a burst after a stall of up to 200 ms; a longer one re-anchors (as clock.ts). */
+const MAX_CATCH_UP_SLOTS = 10;
+
+interface Slot {
+  h: Int32Array;
+  bytes: Uint8Array;
+  fd: number;
+  capacity: number;
+  remOffset: number;
+  idleOffset: number;
+  /** A write failed for good: nothing more is written to this descriptor. */
+  dead: boolean;
+}
+
+const data = workerData as PacerThreadData;
+if (data.nice !== 0) {
+  try {
+    // pid 0: this thread only, on Linux, where the nice value is a per-thread attribute.
+    setPriority(0, data.nice);
+    Atomics.store(new Int32Array(data.control), C_NICE_SET, 1);
+  } catch (err) {
+    Atomics.store(new Int32Array(data.control), C_NICE_SET, -1);
+    parentPort?.postMessage({ niceRefused: (err as Error).message });
+  }
+}
+const control = new Int32Array(data.control);
+const lateness = new Float64Array(data.lateness);
+const periodMs = data.periodMs;
+const slots: Slot[] = [];
+
+function takeMessages(): void {
+  for (let m = receiveMessageOnPort(data.port); m !== undefined; m = receiveMessageOnPort(data.port)) {
+    const open = m.message as OpenSlot;
+    const h = new Int32Array(open.sab, 0, H_LEN0 + open.capacity);
+    if (Atomics.load(h, H_STATE) !== ACTIVE) continue; // released before the thread saw it
+    slots.push({
+      h,
+      bytes: new Uint8Array(open.sab),
+      fd: open.fd,
+      capacity: open.capacity,
+      remOffset: remainderOffset(open.capacity),
+      idleOffset: idleOffset(open.capacity),
+      dead: false,
+    });
+  }
+  Atomics.store(control, C_SLOTS, slots.length);
+}
+
+/** Hands `length` bytes at `offset` to the kernel; what it does not take waits in the remainder area. */
+function write(slot: Slot, offset: number, length: number): void {
+  const h = slot.h;
+  let n: number;
+  try {
+    n = writeSync(slot.fd, slot.bytes, offset, length);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+      Atomics.add(h, H_DROPPED, 1);
+      Atomics.add(h, H_BLOCKED, 1);
+      return;
+    }
+    // EPIPE, ECONNRESET, EBADF…: the peer is gone; the main thread learns it from its own read side.
+    slot.dead = true;
+    Atomics.store(h, H_ERROR, 1);
+    return;
+  }
+  if (n < length) {
+    // Never start another frame in the middle of this one: its tail goes first on the next slot.
+    slot.bytes.copyWithin(slot.remOffset, offset + n, offset + length);
+    Atomics.store(h, H_REM_LEN, length - n);
+    Atomics.add(h, H_BLOCKED, 1);
+    return;
+  }
+  Atomics.store(h, H_BLOCKED, 0);
+  Atomics.add(h, H_WRITTEN, 1);
+}
+
+function serve(slot: Slot): void {
+  const h = slot.h;
+  if (slot.dead) return;
+  const rem = Atomics.load(h, H_REM_LEN);
+  if (rem > 0) {
+    Atomics.store(h, H_REM_LEN, 0);
+    write(slot, slot.remOffset, rem);
+    if (Atomics.load(h, H_REM_LEN) > 0 || slot.dead) return;
+  }
+  const read = Atomics.load(h, H_READ);
+  if (read !== Atomics.load(h, H_WRITE) && Atomics.compareExchange(h, H_READ, read, (read + 1) | 0) === read) {
+    const entry = (read >>> 0) % slot.capacity;
+    write(slot, entryOffset(entry), h[H_LEN0 + entry] as number);
+    return;
+  }
+  if (Atomics.load(h, H_MORE) === 1) Atomics.add(h, H_UNDERRUNS, 1);
+  const idle = Atomics.load(h, H_IDLE_LEN);
+  if (idle > 0) write(slot, slot.idleOffset, idle);
+}
+
+function tick(lateMs: number): void {
+  for (let i = slots.length - 1; i >= 0; i--) {
+    const slot = slots[i] as Slot;
+    if (Atomics.compareExchange(slot.h, H_STATE, ACTIVE, WRITING) !== ACTIVE) {
+      // Released by the main thread: its socket may be closed from now on.
+      const last = slots.pop() as Slot;
+      if (last !== slot) slots[i] = last;
+      continue;
+    }
+    try {
+      serve(slot);
+    } finally {
+      Atomics.store(slot.h, H_STATE, ACTIVE);
+      Atomics.notify(slot.h, H_STATE);
+    }
+  }
+  Atomics.store(control, C_SLOTS, slots.length);
+  const n = control[C_LATE_COUNT] as number;
+  lateness[n % LATE_RING] = lateMs;
+  Atomics.store(control, C_LATE_COUNT, n + 1);
+  Atomics.add(control, C_TICKS, 1);
+}
+
+function run(): void {
+  let anchored = false;
+  let start = 0;
+  let slot = 0;
+  for (;;) {
+    const seq = Atomics.load(control, C_WAKE);
+    if (Atomics.load(control, C_STOP) === 1) return;
+    takeMessages();
+    if (slots.length === 0) {
+      anchored = false;
+      Atomics.wait(control, C_WAKE, seq);
+      continue;
+    }
+    const now = performance.now();
+    if (!anchored) {
+      // The first call after an idle spell: its first frame goes out now, and the grid starts here.
+      anchored = true;
+      start = now;
+      slot = 0;
+      tick(0);
+      continue;
+    }
+    const due = start + (slot + 1) * periodMs;
+    if (now < due - 0.05) {
+      Atomics.wait(control, C_WAKE, seq, due - now);
+      continue;
+    }
+    slot++;
+    let late = now - due;
+    let missed = late >= periodMs ? Math.floor(late / periodMs) : 0;
+    if (missed > MAX_CATCH_UP_SLOTS) {
+      Atomics.add(control, C_SKIPPED, missed);
+      start = now - slot * periodMs;
+      late = 0;
+      missed = 0;
+    }
+    for (let k = missed; k >= 0; k--) {
+      if (k > 0) slot++;
+      tick(late - k * periodMs);
+    }
+  }
+}
+
+parentPort?.postMessage({ ready: true });
+run();
