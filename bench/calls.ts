@@ -60,7 +60,11 @@ export interface CallsResult {
   cpu: { cores: number; secondsPerCallSecond: number };
   rss: { idleBytes: number; loadedBytes: number; perCallBytes: number };
   heapUsedBytes: { idle: number; loaded: number };
-  dropped: { daemonDroppedFrames: number; clientMissingFrames: number; framesSent: number; framesReceived: number };
+  /**
+   * Frames lost: dropped by the daemon, missing at the client, and slots the pacing thread filled with silence
+   * mid-reply because the main thread had not staged the next bot frame (on time at the client, but a gap heard).
+   */
+  dropped: { daemonDroppedFrames: number; clientMissingFrames: number; underruns: number; framesSent: number; framesReceived: number };
   closedEarly: number;
   callerSendClockLatenessMs: Summary;
   callersAtRaisedPriority: boolean;
@@ -469,6 +473,7 @@ export async function runCalls(daemon: BenchDaemon, fakes: Fakes, o: CallsOption
     dropped: {
       daemonDroppedFrames: metric(after.metrics, 'pipecat_manager_dropped_frames_total') - metric(before.metrics, 'pipecat_manager_dropped_frames_total'),
       clientMissingFrames: res.framesMissing,
+      underruns: metric(after.metrics, 'pipecat_manager_output_underruns_total') - metric(before.metrics, 'pipecat_manager_output_underruns_total'),
       framesSent: res.framesSent,
       framesReceived: res.framesReceived,
     },

@@ -63,6 +63,7 @@ export function judge(offered: number, r: CallsResult): CapacityPoint {
   if (r.turns.noReply > 0) misses.push(`${r.turns.noReply} turns without reply`);
   const dropped = r.dropped.daemonDroppedFrames + r.dropped.clientMissingFrames;
   if (dropped > 0) misses.push(`${dropped} dropped frames`);
+  if (r.dropped.underruns > 0) misses.push(`${r.dropped.underruns} underruns`);
   if (r.failedToStart > 0) misses.push(`${r.failedToStart} calls failed to start`);
   const brokeOff = r.closedEarly - r.refused;
   if (brokeOff > 0) misses.push(`${brokeOff} calls closed by the daemon mid-call`);

@@ -46,7 +46,13 @@ export function buildRows(t: TableInput): Row[] {
     add(s, 'shared machine meanwhile: CPU pressure (PSI some) / load / hypervisor steal / daemon preempted', '—', `${f1(c.machine.cpuPressurePercent)} % / ${f2(c.machine.load1)} / ${f2(c.machine.stealCores)} cores / ${f1(c.daemonPreemptionsPerSecond)} per s`, null);
     add(s, "fakes' event-loop delay p99 / max (ms): replies the fakes sent late", '—', `${f1(c.fakesLoopDelayMs.p99)} / ${f1(c.fakesLoopDelayMs.max)}`, null);
     add(s, 'RSS per active call ((loaded − idle) / N)', '< 3 MB', `${mb(c.rss.perCallBytes)} (idle ${mb(c.rss.idleBytes)}, loaded ${mb(c.rss.loadedBytes)})`, c.rss.perCallBytes < 3e6);
-    add(s, 'dropped frames: daemon counter + missing at the client', '0', `${c.dropped.daemonDroppedFrames} + ${c.dropped.clientMissingFrames}`, c.dropped.daemonDroppedFrames + c.dropped.clientMissingFrames === 0);
+    add(
+      s,
+      'dropped frames: daemon counter + missing at the client + pacing underruns (gaps mid-reply)',
+      '0',
+      `${c.dropped.daemonDroppedFrames} + ${c.dropped.clientMissingFrames} + ${c.dropped.underruns ?? 0}`,
+      c.dropped.daemonDroppedFrames + c.dropped.clientMissingFrames + (c.dropped.underruns ?? 0) === 0,
+    );
     add(s, 'call setup p50 / max (ms): connect → Deepgram session open', '—', `${f1(c.callSetupMs.p50)} / ${f1(c.callSetupMs.max)}`, null);
     add(s, 'turns measured / premature / no reply / calls failed', '—', `${c.turns.measured} / ${c.turns.premature} / ${c.turns.noReply} / ${c.failedToStart}`, c.turns.premature + c.turns.noReply + c.failedToStart === 0 ? null : false);
   }
