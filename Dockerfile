@@ -34,8 +34,8 @@ ENV NODE_ENV=production \
 # HTTP on 0.0.0.0 refuses to start without HTTP_AUTH_TOKEN (pass it as a secret). Open files: the daemon sizes its
 # connection caps from `nofile`; give it 128 + 10 per concurrent call + HTTP connections, e.g.
 # `docker run --ulimit nofile=16384:16384` (or the pod's runtime default, usually 1048576) for ~1,400 calls.
-# The pacing thread that writes Audiosocket frames asks for nice -10 (AUDIOSOCKET_PACER_NICE); as user node that
-# needs `--ulimit nice=30` (RLIMIT_NICE), otherwise it keeps the normal priority and logs a warning.
+# The pacing thread that writes Audiosocket frames asks for nice -15 (AUDIOSOCKET_PACER_NICE); as user node that
+# needs `--ulimit nice=35` (RLIMIT_NICE), otherwise it keeps the normal priority and logs a warning.
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -57,7 +57,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<readonly [name: string, defaultValu
   ['AUDIOSOCKET_HANDSHAKE_TIMEOUT_MS', '5000', 'Time allowed for the first (UUID) message'],
   ['AUDIOSOCKET_MAX_FRAME_BYTES', '16384', 'Largest Audiosocket payload accepted'],
   ['AUDIOSOCKET_PACER_LEAD_MS', '60', 'Audiosocket frames are written by a pacing thread on its own 20 ms clock; the main thread stages bot audio this far ahead, so a pause of the main thread this long is not heard (0: write from the main thread\'s clock)'],
-  ['AUDIOSOCKET_PACER_NICE', '-10', 'Nice value of the pacing thread (Linux, per thread): below 0 it wakes ahead of other work on busy cores; needs CAP_SYS_NICE (root) or RLIMIT_NICE ≥ 20 − value (docker run --ulimit nice=30), otherwise it keeps the process\'s priority and says so at startup'],
+  ['AUDIOSOCKET_PACER_NICE', '-15', 'Nice value of the pacing thread (Linux, per thread; it uses about 1 % of a core per 20 calls): below 0 it wakes ahead of other work on busy cores; needs CAP_SYS_NICE (root) or RLIMIT_NICE ≥ 20 − value (docker run --ulimit nice=35), otherwise it keeps the process\'s priority and says so at startup'],
   ['LOG_LEVEL', 'info', 'trace | debug | info | warn | error | fatal | silent'],
   ['TURN_FALSE_INTERRUPTION_SECS', '1.0', 'Barge-in pauses the bot; with no transcript words this long after the onset it resumes (0: cancel at once, the classic barge-in); vad_config.false_interruption_secs'],
   ['TURN_MIN_STOP_SECS', '0.3', 'Silence that ends a turn whose words are a complete sentence or question (≤ stop_secs); vad_config.min_stop_secs'],

@@ -126,7 +126,7 @@ export class Pacer {
       if (m.niceRefused !== undefined) {
         options.log?.warn(
           { nice: options.nice, err: m.niceRefused },
-          'the pacing thread keeps the process priority (a raised one needs CAP_SYS_NICE, or RLIMIT_NICE such as docker run --ulimit nice=30); frames may be later on busy cores',
+          'the pacing thread keeps the process priority (a raised one needs CAP_SYS_NICE, or RLIMIT_NICE such as docker run --ulimit nice=35); frames may be later on busy cores',
         );
       }
     });
