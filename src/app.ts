@@ -145,10 +145,12 @@ export class App {
       const warm = await warmUp(config);
       log.info({ ms: Math.round(warm.totalMs), steps: warm.steps }, 'warm start done');
       if (Object.keys(warm.failed).length > 0) log.warn({ failed: warm.failed }, 'some warm-up steps failed; the first call pays for them');
-      const clock = new OutputClock({ metrics, log });
-      closers.push(() => clock.close());
       const pacer = await startPacer(config, metrics, log);
       if (pacer !== null) closers.push(() => pacer.close());
+      // With the pacing thread, the main clock only stages Audiosocket audio: the lateness callers hear is the
+      // thread's, and that is what output_frame_lateness_seconds (and admission's late-tick share) measure.
+      const clock = new OutputClock(pacer === null ? { metrics, log } : { log });
+      closers.push(() => clock.close());
 
       let audiosocketAddress: HostPort = config.audiosocketListen;
       let manager: CallManager | null = null;

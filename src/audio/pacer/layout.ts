@@ -24,7 +24,7 @@ export const C_NICE_SET = 6; // 1: the thread's nice value was set; -1: it was n
 export const CONTROL_INTS = 8;
 
 /** Tick lateness samples (ms) kept for the main thread to fold into the lateness histogram. */
-export const LATE_RING = 512;
+export const LATE_RING = 8192;
 
 /** Per-call header (Int32Array at the start of the call's SharedArrayBuffer). */
 export const H_STATE = 0;

@@ -40,6 +40,11 @@ import {
 
 /** Missed slots caught up with a burst after a stall of up to 200 ms; a longer one re-anchors (as clock.ts). */
 const MAX_CATCH_UP_SLOTS = 10;
+/**
+ * Calls are spread over this many phases of the 20 ms period (2 ms apart), as the channels of a real Asterisk are:
+ * each wake writes one phase's calls, so a write burst is a tenth as long and the peer's reads are spread too.
+ */
+const PHASES = 10;
 
 interface Slot {
   h: Int32Array;
@@ -66,14 +71,23 @@ if (data.nice !== 0) {
 const control = new Int32Array(data.control);
 const lateness = new Float64Array(data.lateness);
 const periodMs = data.periodMs;
-const slots: Slot[] = [];
+/** The calls of each phase. */
+const phases: Slot[][] = Array.from({ length: PHASES }, () => []);
+let total = 0;
+
+/** The phase with the fewest calls: a new call joins it, so every phase's burst of writes stays short. */
+function emptiestPhase(): number {
+  let best = 0;
+  for (let p = 1; p < PHASES; p++) if ((phases[p] as Slot[]).length < (phases[best] as Slot[]).length) best = p;
+  return best;
+}
 
 function takeMessages(): void {
   for (let m = receiveMessageOnPort(data.port); m !== undefined; m = receiveMessageOnPort(data.port)) {
     const open = m.message as OpenSlot;
     const h = new Int32Array(open.sab, 0, H_LEN0 + open.capacity);
     if (Atomics.load(h, H_STATE) !== ACTIVE) continue; // released before the thread saw it
-    slots.push({
+    (phases[emptiestPhase()] as Slot[]).push({
       h,
       bytes: new Uint8Array(open.sab),
       fd: open.fd,
@@ -82,8 +96,9 @@ function takeMessages(): void {
       idleOffset: idleOffset(open.capacity),
       dead: false,
     });
+    total++;
   }
-  Atomics.store(control, C_SLOTS, slots.length);
+  Atomics.store(control, C_SLOTS, total);
 }
 
 /** Hands `length` bytes at `offset` to the kernel; what it does not take waits in the remainder area. */
@@ -135,13 +150,17 @@ function serve(slot: Slot): void {
   if (idle > 0) write(slot, slot.idleOffset, idle);
 }
 
-function tick(lateMs: number): void {
+/** One phase's turn: each of its calls gets its next frame. */
+function tick(phase: number, lateMs: number): void {
+  const slots = phases[phase] as Slot[];
+  if (slots.length === 0) return;
   for (let i = slots.length - 1; i >= 0; i--) {
     const slot = slots[i] as Slot;
     if (Atomics.compareExchange(slot.h, H_STATE, ACTIVE, WRITING) !== ACTIVE) {
       // Released by the main thread: its socket may be closed from now on.
       const last = slots.pop() as Slot;
       if (last !== slot) slots[i] = last;
+      total--;
       continue;
     }
     try {
@@ -151,7 +170,7 @@ function tick(lateMs: number): void {
       Atomics.notify(slot.h, H_STATE);
     }
   }
-  Atomics.store(control, C_SLOTS, slots.length);
+  Atomics.store(control, C_SLOTS, total);
   const n = control[C_LATE_COUNT] as number;
   lateness[n % LATE_RING] = lateMs;
   Atomics.store(control, C_LATE_COUNT, n + 1);
@@ -159,14 +178,15 @@ function tick(lateMs: number): void {
 }
 
 function run(): void {
+  const step = periodMs / PHASES;
   let anchored = false;
   let start = 0;
-  let slot = 0;
+  let sub = 0;
   for (;;) {
     const seq = Atomics.load(control, C_WAKE);
     if (Atomics.load(control, C_STOP) === 1) return;
     takeMessages();
-    if (slots.length === 0) {
+    if (total === 0) {
       anchored = false;
       Atomics.wait(control, C_WAKE, seq);
       continue;
@@ -176,27 +196,29 @@ function run(): void {
       // The first call after an idle spell: its first frame goes out now, and the grid starts here.
       anchored = true;
       start = now;
-      slot = 0;
-      tick(0);
+      sub = 0;
+      for (let p = 0; p < PHASES; p++) tick(p, 0);
+      sub = PHASES - 1;
       continue;
     }
-    const due = start + (slot + 1) * periodMs;
+    const due = start + (sub + 1) * step;
     if (now < due - 0.05) {
       Atomics.wait(control, C_WAKE, seq, due - now);
       continue;
     }
-    slot++;
     let late = now - due;
-    let missed = late >= periodMs ? Math.floor(late / periodMs) : 0;
-    if (missed > MAX_CATCH_UP_SLOTS) {
-      Atomics.add(control, C_SKIPPED, missed);
-      start = now - slot * periodMs;
+    let missed = Math.floor(late / step);
+    if (missed >= MAX_CATCH_UP_SLOTS * PHASES) {
+      // Blocked for long: the missed slots are skipped, not sent as a burst Asterisk would have to swallow.
+      Atomics.add(control, C_SKIPPED, Math.floor(missed / PHASES));
+      start = now - (sub + 1) * step;
       late = 0;
       missed = 0;
     }
-    for (let k = missed; k >= 0; k--) {
-      if (k > 0) slot++;
-      tick(late - k * periodMs);
+    // A short stall is caught up, oldest turn first, so every call stays on its own 20 ms grid.
+    for (let j = 0; j <= missed; j++) {
+      sub++;
+      tick(sub % PHASES, late - j * step);
     }
   }
 }

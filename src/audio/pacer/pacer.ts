@@ -130,7 +130,7 @@ export class Pacer {
         );
       }
     });
-    // The ring holds ten seconds of ticks: once a second loses none.
+    // The ring holds sixteen seconds of the thread's turns (500 a second): once a second loses none.
     if (this.onLateness !== undefined) {
       this.drainTimer = setInterval(() => this.drainLateness(), 1000);
       this.drainTimer.unref();
