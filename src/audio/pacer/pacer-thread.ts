@@ -196,8 +196,8 @@ function run(): void {
       // The first call after an idle spell: its first frame goes out now, and the grid starts here.
       anchored = true;
       start = now;
-      sub = 0;
       for (let p = 0; p < PHASES; p++) tick(p, 0);
+      // Every phase had its turn at the anchor: the next turn is phase 0's, a whole period later.
       sub = PHASES - 1;
       continue;
     }
