@@ -3,8 +3,10 @@
 // its own 20 ms grid, recording when each of its frames was sent and when every frame of the daemon arrived.
 // Driven over IPC by calls.ts: init → start (one call at a time) → rampDone → stop.
 //
-// Like the channels of a real Asterisk, calls are not in phase: call k's grid is offset by k × 20 ms / 10 (ten
-// phases 2 ms apart), all served by one drift-corrected 2 ms timer. (Every call sending in the same instant would
+// Like the channels of a real Asterisk, calls are not in phase: call k's grid is offset by one of ten phases 2 ms
+// apart, picked by a hash of k (not k mod 10: the daemon's pacing thread also spreads calls over phases in the
+// order they connect, and the two would line up call for call, turning a chance offset into a systematic one), all
+// served by one drift-corrected 2 ms timer. (Every call sending in the same instant would
 // hand the daemon 100 frames at once, a burst no real PBX produces.)
 
 import { performance } from 'node:perf_hooks';
@@ -75,6 +77,13 @@ interface CallState {
 const FRAME_MS = 20;
 const PHASES = 10;
 const TICK_MS = FRAME_MS / PHASES;
+
+/** A fixed pseudo-random phase for call `index` (an integer hash), the same in every run. */
+function phaseOf(index: number): number {
+  let h = Math.imul(index + 1, 0x9e3779b1) >>> 0;
+  h = Math.imul(h ^ (h >>> 15), 0x85ebca6b) >>> 0;
+  return ((h ^ (h >>> 13)) >>> 0) % PHASES;
+}
 const EARLY_MS = 0.3;
 
 function isVoiced(payload: Buffer): boolean {
@@ -122,7 +131,7 @@ async function startCall(index: number, uuid: string): Promise<void> {
       index,
       client,
       next: 0,
-      phase: index % PHASES,
+      phase: phaseOf(index),
       sentAt: [],
       arrivals: [],
       replyStarts: [],

@@ -77,6 +77,10 @@ export interface AdmissionThresholds {
  * Chosen so the controller acts before the quality bar (lateness p99 < 5 ms, added latency p99 < 50 ms) is lost:
  * a loop delay p99 of 10 ms already makes some ticks late, a VAD batch 40 ms old delays a turn decision by a
  * window. Leaving overload needs every signal well below, for OVERLOAD_CLEAR_SAMPLES samples in a row.
+ * CPU pressure counts every task on the machine waiting for a core; the pacing thread runs at a raised priority,
+ * so those waits do not reach the wire, and the signal only says the machine is saturated. Measured on the 2-core
+ * machine (BENCHMARKS.md): 33 % at capacity (203 calls at the bar), 54–60 % while 406 calls arrived at once, and
+ * at 0.35 the instance refused after 62 of them.
  */
 export const DEFAULT_THRESHOLDS: Readonly<AdmissionThresholds> = Object.freeze({
   loopDelayP99Ms: { high: 10, low: 4 },
@@ -84,7 +88,7 @@ export const DEFAULT_THRESHOLDS: Readonly<AdmissionThresholds> = Object.freeze({
   workerBacklogMs: { high: 40, low: 15 },
   workerBusy: { high: 0.85, low: 0.65 },
   cpu: { high: 0.9, low: 0.75 },
-  cpuPressure: { high: 0.35, low: 0.2 },
+  cpuPressure: { high: 0.8, low: 0.6 },
 });
 
 const SAMPLE_MS = 500;

@@ -61,7 +61,7 @@ describe('AdmissionController', () => {
     let at = performance.now();
     const pressure = (): number => {
       const now = performance.now();
-      if (growing) pressureUs += (now - at) * 1000 * 0.6;
+      if (growing) pressureUs += (now - at) * 1000 * 0.9;
       at = now;
       return pressureUs;
     };
@@ -75,7 +75,7 @@ describe('AdmissionController', () => {
     });
     controller.start();
     await until(() => controller?.refusal !== null, 'overload');
-    expect(controller.refusal).toMatch(/^overload: cpuPressure 0\.\d+ > 0\.35/);
+    expect(controller.refusal).toMatch(/^overload: cpuPressure 0\.\d+ > 0\.8/);
     growing = false;
     await until(() => controller?.refusal === null, 'recovery');
   }, 15_000);
