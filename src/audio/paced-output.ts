@@ -71,7 +71,10 @@ export interface PacedOutputOptions {
   onDropped?: (frames: number) => void;
   /** Hand frames to this stage instead of writing them on the clock's tick (the writer must have prepare()). */
   stage?: FrameStage | null;
-  /** The stage stopped working; the output writes on its own again from the next tick. */
+  /**
+   * The output stopped using its stage (the stage's thread is gone, or frames at a new rate do not fit): release it
+   * now, because this output writes on its own again from its next tick.
+   */
   onStageLost?: () => void;
 }
 
@@ -183,8 +186,9 @@ export class PacedOutput implements ClockSink {
       this.lastBotFrame = null;
       this.queue = next;
       this.droppedReported = 0;
-      this.stage?.setIdle(this.writer.silence(next.rate));
-      if (this.stage !== null && !this.stage.fits(this.writer.headerBytes + next.frameBytes)) this.dropStage();
+      // Frames too large for the stage (Audiosocket above 48 kHz) are written from this thread's clock instead.
+      if (this.stage?.fits(this.writer.headerBytes + next.frameBytes) === true) this.stage.setIdle(this.writer.silence(next.rate));
+      else if (this.stage !== null) this.dropStage();
     } finally {
       converter.close();
     }
@@ -204,7 +208,6 @@ export class PacedOutput implements ClockSink {
         return;
       }
       this.dropStage();
-      this.onStageLost?.();
     }
     const queue = this.queue;
     const frame = this.paused ? undefined : queue.shift();
@@ -294,11 +297,15 @@ export class PacedOutput implements ClockSink {
     if (frames.length > 0) this.lastBotFrame = null;
   }
 
-  /** Back to writing on the clock's tick: what was staged and not written is queued again. */
+  /**
+   * Back to writing on the clock's tick: what was staged and not written is queued again, and the owner is told
+   * (it must take the socket back from the stage's thread before this output writes to it).
+   */
   private dropStage(): void {
     this.takeBackStaged(true);
     this.stage = null;
     this.runStart = null;
+    this.onStageLost?.();
   }
 
   private reportDropped(): void {

@@ -176,6 +176,22 @@ describe('PacedOutput on a stage', () => {
     expect(stage.frames.every((f) => f.length === 641 && f[0] === 16)).toBe(true);
   });
 
+  it('a rate whose frames do not fit the stage: the stage is let go and the output writes them itself', async () => {
+    const onLost: string[] = [];
+    const stage = new FifoStage(3);
+    const written: Buffer[] = [];
+    const out = new RateFollowingPacedOutput({ rate: 8000, writer: writer(written), maxFrames: 100, stage, onStageLost: () => onLost.push('lost') });
+    out.start(new OutputClock({ time: STILL }));
+    out.push(frames(2));
+    out.changeRate(await Resampler.create(8000, 96000, 'sinc_fastest'));
+    expect(onLost).toEqual(['lost']);
+    expect(out.staged).toBe(false);
+    expect(stage.idle?.length).toBe(321); // never handed a frame it cannot hold
+    out.tick();
+    expect(written).toHaveLength(1);
+    expect(written[0]?.length).toBe(1 + 3840);
+  });
+
   it('a lost stage: its frames come back and the output writes them itself, in order', () => {
     const onLost: string[] = [];
     const stage = new FifoStage(3);
