@@ -20,10 +20,9 @@ export const C_SLOTS = 2; // calls the thread is serving (written by the thread)
 export const C_TICKS = 3; // ticks run (written by the thread)
 export const C_LATE_COUNT = 4; // lateness samples written to the lateness ring (written by the thread)
 export const C_SKIPPED = 5; // slots skipped after a stall longer than MAX_CATCH_UP_SLOTS (written by the thread)
-export const C_NICE_SET = 6; // 1: the thread's nice value was set; -1: it was not permitted (written by the thread)
 export const CONTROL_INTS = 8;
 
-/** Tick lateness samples (ms) kept for the main thread to fold into the lateness histogram. */
+/** Tick lateness samples (ms) kept for the main thread to fold into the lateness histogram (a power of two). */
 export const LATE_RING = 8192;
 
 /** Per-call header (Int32Array at the start of the call's SharedArrayBuffer). */
@@ -37,7 +36,6 @@ export const H_DROPPED = 6; // frames not written because the socket's buffer wa
 export const H_BLOCKED = 7; // consecutive slots on which the socket took nothing (0 after any full write)
 export const H_UNDERRUNS = 8; // slots that found nothing staged while bot audio was still waiting on the main thread
 export const H_MORE = 9; // 1 while the main thread holds bot audio beyond what is staged
-export const H_ERROR = 10; // 1 once a write failed for good (the peer is gone); the thread stops writing
 export const H_LEN0 = 16; // H_LEN0 + i: byte length of ring entry i
 export const MAX_LEAD_FRAMES = 16;
 export const HEADER_INTS = H_LEN0 + MAX_LEAD_FRAMES;

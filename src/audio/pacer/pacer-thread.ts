@@ -11,7 +11,6 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import {
   ACTIVE,
   C_LATE_COUNT,
-  C_NICE_SET,
   C_SKIPPED,
   C_SLOTS,
   C_STOP,
@@ -19,7 +18,6 @@ import {
   C_WAKE,
   H_BLOCKED,
   H_DROPPED,
-  H_ERROR,
   H_IDLE_LEN,
   H_LEN0,
   H_MORE,
@@ -62,9 +60,7 @@ if (data.nice !== 0) {
   try {
     // pid 0: this thread only, on Linux, where the nice value is a per-thread attribute.
     setPriority(0, data.nice);
-    Atomics.store(new Int32Array(data.control), C_NICE_SET, 1);
   } catch (err) {
-    Atomics.store(new Int32Array(data.control), C_NICE_SET, -1);
     parentPort?.postMessage({ niceRefused: (err as Error).message });
   }
 }
@@ -116,7 +112,6 @@ function write(slot: Slot, offset: number, length: number): void {
     }
     // EPIPE, ECONNRESET, EBADF…: the peer is gone; the main thread learns it from its own read side.
     slot.dead = true;
-    Atomics.store(h, H_ERROR, 1);
     return;
   }
   if (n < length) {
@@ -171,9 +166,10 @@ function tick(phase: number, lateMs: number): void {
     }
   }
   Atomics.store(control, C_SLOTS, total);
+  // The count wraps after 2^31 turns (49 days); read unsigned, and LATE_RING divides 2^32, so the ring does not jump.
   const n = control[C_LATE_COUNT] as number;
-  lateness[n % LATE_RING] = lateMs;
-  Atomics.store(control, C_LATE_COUNT, n + 1);
+  lateness[(n >>> 0) % LATE_RING] = lateMs;
+  Atomics.store(control, C_LATE_COUNT, (n + 1) | 0);
   Atomics.add(control, C_TICKS, 1);
 }
 

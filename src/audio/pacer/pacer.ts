@@ -12,7 +12,6 @@ import {
   ACTIVE,
   CONTROL_INTS,
   C_LATE_COUNT,
-  C_NICE_SET,
   C_SKIPPED,
   C_SLOTS,
   C_STOP,
@@ -21,7 +20,6 @@ import {
   ENTRY_BYTES,
   H_BLOCKED,
   H_DROPPED,
-  H_ERROR,
   H_IDLE_LEN,
   H_LEN0,
   H_MORE,
@@ -70,8 +68,6 @@ export interface SlotReporter {
   dropped(frames: number, blockedSlots: number): void;
   /** Slots that found nothing staged while bot audio was waiting on the main thread: a gap the caller heard. */
   underran(slots: number): void;
-  /** A write failed for good (the peer is gone); called once. */
-  failed(): void;
 }
 
 function startThread(data: PacerThreadData): Worker {
@@ -153,16 +149,12 @@ export class Pacer {
     return this.alive;
   }
 
-  /**
-   * Calls the thread is serving, ticks it has run, slots it skipped after a long stall, and whether its nice value
-   * was set (1), refused (-1) or not asked for (0).
-   */
-  get stats(): { slots: number; ticks: number; skipped: number; niceSet: number } {
+  /** Calls the thread is serving, turns it has run, and 20 ms slots it skipped after a stall over 200 ms. */
+  get stats(): { slots: number; ticks: number; skipped: number } {
     return {
       slots: Atomics.load(this.control, C_SLOTS),
       ticks: Atomics.load(this.control, C_TICKS),
       skipped: Atomics.load(this.control, C_SKIPPED),
-      niceSet: Atomics.load(this.control, C_NICE_SET),
     };
   }
 
@@ -186,14 +178,16 @@ export class Pacer {
   /** Hands the thread's tick lateness samples not yet seen to onLateness. */
   drainLateness(): void {
     const count = Atomics.load(this.control, C_LATE_COUNT);
-    if (count === this.lateSeen) return;
-    let from = this.lateSeen;
-    if (count - from > LATE_RING) from = count - LATE_RING;
-    for (let i = from; i < count; i++) this.onLateness?.(this.lateness[i % LATE_RING] as number);
+    // Differences and indices as the thread writes them: the count wraps after 2^31 turns.
+    const fresh = Math.min(LATE_RING, (count - this.lateSeen) | 0);
+    for (let k = fresh; k > 0; k--) this.onLateness?.(this.lateness[((count - k) >>> 0) % LATE_RING] as number);
     this.lateSeen = count;
   }
 
-  /** Stops the thread after its current slot; slots still open keep working as released ones. Idempotent. */
+  /**
+   * Stops the thread after its current turn. Slots still open report `usable` false, and their outputs go back to
+   * the main thread's clock. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.stopping) return this.exited;
     this.stopping = true;
@@ -224,7 +218,6 @@ export class PacerSlot implements FrameStage {
   private dropped = 0;
   private blocked = 0;
   private underruns = 0;
-  private failed = false;
 
   constructor(
     private readonly pacer: Pacer,
@@ -313,10 +306,6 @@ export class PacerSlot implements FrameStage {
     if (underruns !== this.underruns) {
       this.reporter.underran((underruns - this.underruns) | 0);
       this.underruns = underruns;
-    }
-    if (!this.failed && Atomics.load(h, H_ERROR) === 1) {
-      this.failed = true;
-      this.reporter.failed();
     }
   }
 

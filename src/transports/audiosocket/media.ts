@@ -79,9 +79,6 @@ export class AudiosocketMedia implements CallMedia {
         written: (frames) => conn.countFramesOut(frames),
         dropped: (frames, blockedSlots) => conn.reportBlocked(frames, blockedSlots * FRAME_MS),
         underran: (slots) => metrics.outputUnderrunsTotal.inc(slots),
-        failed: () => {
-          // The peer is gone (EPIPE, reset): the read side sees it and ends the call; nothing more is written.
-        },
       };
       this.slot = pacer.open(fd, reporter, silenceFrame(KIND_AUDIO_8K));
       if (this.slot !== null) conn.beforeDescriptorCloses(() => this.releaseSlot());
